@@ -1,0 +1,1 @@
+"""mirrorscope.capture stage."""

@@ -1,0 +1,349 @@
+"""The one place that wires the stages: capture -> decode -> TCP -> HTTP -> store.
+
+Stages never import each other; this module composes them, owns the I/O loop, the
+periodic packet-time expiry and the batching towards the store.  Everything here is
+plain orchestration: the behaviour lives in the stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirrorscope.capture.decode import Decoder
+from mirrorscope.capture.pcapfile import CaptureFileError, PcapSource
+from mirrorscope.model import (
+    Anomaly,
+    ConnectionClosed,
+    ConnectionOpened,
+    HttpTransaction,
+    RawFrame,
+    StreamGap,
+)
+from mirrorscope.reassembly.http1 import HttpObserver
+from mirrorscope.reassembly.tcp import TcpReassembler
+
+STAGES = ("decode", "tcp", "http", "store")
+EXPIRE_EVERY_SECONDS = 1.0  # packet-time interval between timeout sweeps
+STORE_BATCH = 2000  # records per database transaction
+
+
+@dataclass(slots=True)
+class ReplayOptions:
+    """What to run and where to write."""
+
+    until: str = "store"  # last stage to run: decode | tcp | http | store
+    db_url: str | None = None
+    force: bool = False  # re-ingest a capture whose content hash is already complete
+    store_raw: bool = False  # keep secrets unredacted in stored evidence (opt-in)
+    body_keep: int = 64 << 10
+    hmac_key: bytes | None = None
+
+
+@dataclass(slots=True)
+class Progress:
+    """A progress snapshot handed to the caller's callback."""
+
+    source: str
+    bytes_read: int
+    size: int
+    packets: int
+    transactions: int
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What happened to one input file."""
+
+    source: str
+    packets: int = 0
+    bytes: int = 0
+    skipped: bool = False  # already ingested (same content hash)
+    error: str | None = None  # one-line message naming the file (and offset)
+    run_id: int | None = None
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    """Totals across all files of one replay."""
+
+    packets: int = 0
+    bytes: int = 0
+    segments: int = 0
+    flows: int = 0
+    transactions: int = 0
+    gaps: int = 0
+    gap_bytes: int = 0
+    seconds: float = 0.0
+    anomalies: Counter[str] = field(default_factory=Counter)
+    files: list[FileResult] = field(default_factory=list)
+    decode: dict[str, object] = field(default_factory=dict)
+    tcp: dict[str, object] = field(default_factory=dict)
+    http: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[str]:
+        """One-line error messages, one per damaged or unreadable input."""
+        return [f.error for f in self.files if f.error]
+
+
+def _counters(obj: object) -> dict[str, object]:
+    """A stage's stats object as a plain dict (dataclass with slots, or anything with __dict__)."""
+    if obj is None:
+        return {}
+    names = getattr(obj, "__slots__", None) or getattr(obj, "__dataclass_fields__", None) or vars(obj)
+    out: dict[str, object] = {}
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int | float | str):
+            out[name] = value
+        elif isinstance(value, dict):
+            out[name] = dict(value)
+    return out
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Content hash of a capture file: the ledger key that makes replays idempotent."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Analyzer:
+    """Decode -> TCP -> HTTP for one stream of frames; collects what comes out."""
+
+    def __init__(self, until: str = "http", *, body_keep: int = 64 << 10) -> None:
+        if until not in STAGES:
+            raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(STAGES)}")
+        self.until = until
+        self.decoder = Decoder()
+        self.tcp = TcpReassembler() if until != "decode" else None
+        self.http = HttpObserver(body_keep=body_keep) if until in ("http", "store") else None
+        self.stats = ReplayStats()
+        self._next_expire: float | None = None
+        self._last_ts = 0.0
+
+    # The output of the pipeline is a list of records for the store (or the caller).
+    def feed(self, frame: RawFrame, out: list[object]) -> None:
+        """Push one frame through the configured stages, appending results to ``out``."""
+        self.stats.packets += 1
+        self.stats.bytes += len(frame.data)
+        ts = frame.ts
+        if ts > self._last_ts:
+            self._last_ts = ts
+        for item in self.decoder.feed(frame):
+            if isinstance(item, Anomaly):
+                self._anomaly(item, out)
+                continue
+            self.stats.segments += 1
+            if self.tcp is not None:
+                self._stream_events(self.tcp.feed(item), out)
+        if self._next_expire is None:
+            self._next_expire = ts + EXPIRE_EVERY_SECONDS
+        elif ts >= self._next_expire:
+            self._next_expire = ts + EXPIRE_EVERY_SECONDS
+            self._expire(ts, out)
+
+    def _expire(self, now: float, out: list[object]) -> None:
+        for item in self.decoder.expire(now):
+            self._anomaly(item, out)
+        if self.tcp is not None:
+            self._stream_events(self.tcp.expire(now), out)
+
+    def finish(self, out: list[object]) -> None:
+        """End of input: flush every open flow so nothing buffered is lost."""
+        now = self._last_ts
+        for item in self.decoder.expire(now + 1e9):
+            self._anomaly(item, out)
+        if self.tcp is not None:
+            self._stream_events(self.tcp.flush(now), out)
+        self.stats.decode = _counters(getattr(self.decoder, "stats", None))
+        if self.tcp is not None:
+            self.stats.tcp = _counters(getattr(self.tcp, "stats", None))
+        if self.http is not None:
+            self.stats.http = _counters(getattr(self.http, "stats", None))
+
+    def _anomaly(self, item: Anomaly, out: list[object]) -> None:
+        self.stats.anomalies[item.kind] += 1
+        out.append(item)
+
+    def _stream_events(self, events: Iterable[object], out: list[object]) -> None:
+        http = self.http
+        for event in events:
+            if isinstance(event, Anomaly):
+                self._anomaly(event, out)
+                continue
+            if isinstance(event, ConnectionOpened):
+                self.stats.flows += 1
+                out.append(event)
+            elif isinstance(event, ConnectionClosed):
+                out.append(event)
+            elif isinstance(event, StreamGap):
+                self.stats.gaps += 1
+                self.stats.gap_bytes += event.length
+            if http is None:
+                continue
+            for result in http.feed(event):  # type: ignore[arg-type]
+                if isinstance(result, Anomaly):
+                    self._anomaly(result, out)
+                else:
+                    self.stats.transactions += 1
+                    out.append(result)
+            # ConnectionClosed goes to the store after the HTTP layer flushed its last
+            # transactions, so the connection row is complete when they land.
+
+
+def transactions_from_pcap(path: str | os.PathLike[str]) -> list[HttpTransaction]:
+    """Decode, reassemble and parse one capture file; return its HTTP transactions."""
+    analyzer = Analyzer("http")
+    out: list[object] = []
+    with PcapSource(path) as source:
+        try:
+            for frame in source:
+                analyzer.feed(frame, out)
+        finally:
+            analyzer.finish(out)
+    return [item for item in out if isinstance(item, HttpTransaction)]
+
+
+def iter_frames_safely(source: PcapSource, result: FileResult) -> Iterator[RawFrame]:
+    """Yield a source's frames; damage ends the file with a recorded one-line error."""
+    try:
+        yield from source
+    except CaptureFileError as exc:
+        result.error = str(exc)
+
+
+def replay(
+    paths: Sequence[str | os.PathLike[str]],
+    options: ReplayOptions | None = None,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> ReplayStats:
+    """Replay capture files through the stages (and into the store when asked)."""
+    options = options or ReplayOptions()
+    started = time.perf_counter()
+    store = None
+    if options.until == "store":
+        store = _open_store(options)
+    total = ReplayStats()
+    try:
+        for path in paths:
+            result = _replay_one(Path(path), options, store, total, on_progress)
+            total.files.append(result)
+    finally:
+        if store is not None:
+            store.close()
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def _open_store(options: ReplayOptions):  # noqa: ANN202 - the store type stays in store/
+    from mirrorscope.store.repository import Store
+
+    return Store(options.db_url or "sqlite:///mirrorscope.db", store_raw=options.store_raw,
+                 hmac_key=options.hmac_key)
+
+
+def _replay_one(
+    path: Path,
+    options: ReplayOptions,
+    store: object | None,
+    total: ReplayStats,
+    on_progress: Callable[[Progress], None] | None,
+) -> FileResult:
+    result = FileResult(source=str(path))
+    try:
+        source = PcapSource(path)
+    except CaptureFileError as exc:
+        result.error = str(exc)
+        return result
+    run_id = None
+    with source:
+        if store is not None:
+            sha = file_sha256(path)
+            if not options.force and store.find_completed_run(sha):
+                result.skipped = True
+                return result
+            run_id = store.begin_run(source=str(path), sha256=sha, size=source.size,
+                                     started_at=time.time())
+            result.run_id = run_id
+        analyzer = Analyzer("http" if options.until == "store" else options.until,
+                            body_keep=options.body_keep)
+        out: list[object] = []
+        ts_first: float | None = None
+        progress_every = 4096
+        for frame in iter_frames_safely(source, result):
+            if ts_first is None:
+                ts_first = frame.ts
+            analyzer.feed(frame, out)
+            if len(out) >= STORE_BATCH:
+                _drain(store, run_id, out)
+            if on_progress is not None and analyzer.stats.packets % progress_every == 0:
+                on_progress(Progress(str(path), source.bytes_read, source.size,
+                                     analyzer.stats.packets, analyzer.stats.transactions))
+        analyzer.finish(out)
+        _drain(store, run_id, out)
+        if on_progress is not None:
+            on_progress(Progress(str(path), source.size, source.size, analyzer.stats.packets,
+                                 analyzer.stats.transactions))
+    stats = analyzer.stats
+    result.packets = stats.packets
+    result.bytes = stats.bytes
+    _accumulate(total, stats)
+    if store is not None and run_id is not None:
+        store.finish_run(
+            run_id,
+            status="failed" if result.error else "complete",
+            stats=_run_stats(stats),
+            error=result.error,
+            ts_first=ts_first,
+            ts_last=analyzer._last_ts or None,
+            finished_at=time.time(),
+        )
+    return result
+
+
+def _drain(store: object | None, run_id: int | None, out: list[object]) -> None:
+    if store is not None and run_id is not None and out:
+        store.write_batch(run_id, out)
+    out.clear()
+
+
+def _run_stats(stats: ReplayStats) -> dict[str, object]:
+    return {
+        "packets": stats.packets,
+        "bytes": stats.bytes,
+        "segments": stats.segments,
+        "flows": stats.flows,
+        "transactions": stats.transactions,
+        "gaps": stats.gaps,
+        "gap_bytes": stats.gap_bytes,
+        "anomalies": dict(stats.anomalies),
+        "decode": stats.decode,
+        "tcp": stats.tcp,
+        "http": stats.http,
+    }
+
+
+def _accumulate(total: ReplayStats, one: ReplayStats) -> None:
+    total.packets += one.packets
+    total.bytes += one.bytes
+    total.segments += one.segments
+    total.flows += one.flows
+    total.transactions += one.transactions
+    total.gaps += one.gaps
+    total.gap_bytes += one.gap_bytes
+    total.anomalies.update(one.anomalies)
+    for name in ("decode", "tcp", "http"):
+        merged = getattr(total, name)
+        for key, value in getattr(one, name).items():
+            if isinstance(value, int | float) and isinstance(merged.get(key, 0), int | float):
+                merged[key] = merged.get(key, 0) + value

@@ -1,0 +1,1 @@
+"""mirrorscope.store stage."""

@@ -1,0 +1,21 @@
+"""Skip the corpus tests cleanly when ../shared/corpus is not beside the checkout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from zeeklog import CORPUS  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test here as a corpus test; skip them when the corpus is absent."""
+    for item in items:
+        if "tests/corpus" in str(item.fspath):
+            item.add_marker(pytest.mark.corpus)
+            if not CORPUS.is_dir():
+                item.add_marker(pytest.mark.skip(reason=f"corpus not found at {CORPUS}"))

@@ -1,0 +1,30 @@
+"""HTTP Evader (suricata-verify): how many hostile responses still yield the EICAR body."""
+
+from __future__ import annotations
+
+from zeeklog import CORPUS
+
+from mirrorscope.pipeline import transactions_from_pcap
+
+EICAR = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
+# The hostile-traffic issue raises this bar; the replay issue asks for the figure.
+FLOOR = 0.50
+
+
+def test_http_evader_eicar_recovery() -> None:
+    """Count the evader cases whose decoded response body contains the EICAR string."""
+    cases = sorted((CORPUS / "suricata-verify" / "http-evader").glob("http-evader-*/*.pcap"))
+    assert len(cases) >= 500
+    recovered = 0
+    missed: list[str] = []
+    for pcap in cases:
+        txs = transactions_from_pcap(pcap)
+        found = any(t.response is not None and EICAR in t.response.body.head for t in txs)
+        if found:
+            recovered += 1
+        else:
+            missed.append(pcap.parent.name)
+    rate = recovered / len(cases)
+    print(f"\nHTTP Evader: EICAR recovered in {recovered}/{len(cases)} = {rate:.1%}")
+    print("  missed:", " ".join(missed))
+    assert rate >= FLOOR
