@@ -31,11 +31,11 @@ run: dev
 
 lint: dev
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	cd $(VENV) && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml  # outside the root: the source folder would shadow the install
 
 test: dev
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	cd $(VENV) && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml  # outside the root: the source folder would shadow the install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 fuzz: dev

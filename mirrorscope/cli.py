@@ -27,7 +27,7 @@ err = Console(stderr=True)
 out = Console()
 
 
-def _db_option(func):  # noqa: ANN001, ANN202 - click decorator
+def _db_option(func):
     return click.option(
         "--db",
         "db_url",
@@ -38,7 +38,7 @@ def _db_option(func):  # noqa: ANN001, ANN202 - click decorator
     )(func)
 
 
-def _open_store(db_url: str, **kwargs: object):  # noqa: ANN202 - the store type stays in store/
+def _open_store(db_url: str, **kwargs: object):
     from mirrorscope.store.db import StoreError
     from mirrorscope.store.repository import Store
 
@@ -68,7 +68,6 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
     """Replay pcap/pcapng files (optionally gzip-compressed) into the database."""
     from mirrorscope.pipeline import ReplayOptions
     from mirrorscope.pipeline import replay as run_replay
-
     from mirrorscope.store.db import StoreError
 
     options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw)
@@ -88,7 +87,7 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
         sys.exit(EXIT_BAD_INPUT)
 
 
-def _replay_with_progress(pcaps: list[str], options):  # noqa: ANN001, ANN202
+def _replay_with_progress(pcaps: list[str], options):
     from mirrorscope.pipeline import replay as run_replay
 
     columns = (
@@ -96,13 +95,14 @@ def _replay_with_progress(pcaps: list[str], options):  # noqa: ANN001, ANN202
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        TextColumn("{task.fields[packets]:>9} pkts {task.fields[tx]:>7} tx {task.fields[txs]:>7.0f} tx/s"),
+        TextColumn("{task.fields[packets]:>9} pkts {task.fields[tx]:>7} tx "
+                   "{task.fields[txs]:>7.0f} tx/s"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, transient=False) as bar:
         tasks: dict[str, int] = {}
 
-        def update(p) -> None:  # noqa: ANN001
+        def update(p) -> None:
             task = tasks.get(p.source)
             if task is None:
                 task = bar.add_task("replay", total=p.size or None, name=p.source, packets=0, tx=0,
@@ -115,7 +115,7 @@ def _replay_with_progress(pcaps: list[str], options):  # noqa: ANN001, ANN202
         return run_replay(pcaps, options, on_progress=update)
 
 
-def _print_summary(stats) -> None:  # noqa: ANN001
+def _print_summary(stats) -> None:
     table = Table(title="replay summary", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -211,7 +211,7 @@ def db() -> None:
 def db_upgrade(db_url: str) -> None:
     """Migrate the database schema to the latest revision."""
     from mirrorscope.store.db import StoreError, make_engine
-    from mirrorscope.store.migrations_api import upgrade
+    from mirrorscope.store.migrate import upgrade
 
     try:
         engine = make_engine(db_url)

@@ -96,7 +96,8 @@ def _counters(obj: object) -> dict[str, object]:
     """A stage's stats object as a plain dict (dataclass with slots, or anything with __dict__)."""
     if obj is None:
         return {}
-    names = getattr(obj, "__slots__", None) or getattr(obj, "__dataclass_fields__", None) or vars(obj)
+    names = (getattr(obj, "__slots__", None) or getattr(obj, "__dataclass_fields__", None)
+             or vars(obj))
     out: dict[str, object] = {}
     for name in names:
         value = getattr(obj, name, None)
@@ -245,7 +246,7 @@ def replay(
     return total
 
 
-def _open_store(options: ReplayOptions):  # noqa: ANN202 - the store type stays in store/
+def _open_store(options: ReplayOptions):
     from mirrorscope.store.repository import Store
 
     return Store(options.db_url or "sqlite:///mirrorscope.db", store_raw=options.store_raw,

@@ -52,7 +52,29 @@ def manifest() -> list[ManifestRow]:
 
 
 def _value(raw: str) -> str | None:
-    return None if raw == "-" else raw
+    if raw == "-":
+        return None
+    return "" if raw == "(empty)" else raw
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+def zeek_unescape_uri(text: str) -> str:
+    """Zeek logs the URI percent-decoded (unescape_URI): %HH becomes the byte it names."""
+    if "%" not in text:
+        return text
+    out = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "%" and i + 2 < n and text[i + 1] in _HEX and text[i + 2] in _HEX:
+            out.append(chr(int(text[i + 1 : i + 3], 16)))
+            i += 3
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def read_baseline(row: ManifestRow) -> list[dict[str, str | None]]:
@@ -107,7 +129,7 @@ def ours(transactions: Iterable[object]) -> list[dict[str, object]]:
             "trans_depth": str(t.trans_depth),
             "method": zeek_escape(req.method) if req else None,
             "host": zeek_escape(host),
-            "uri": zeek_escape(req.target) if req else None,
+            "uri": zeek_escape(zeek_unescape_uri(req.target)) if req else None,
             "status_code": str(resp.status) if resp else None,
             "request_body_len": str(req.body.length if req else 0),
             "response_body_len": str(resp.body.length if resp else 0),
