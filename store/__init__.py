@@ -1,1 +1,18 @@
-"""mirrorscope.store stage."""
+"""mirrorscope.store stage: the database behind the pipeline (SQLite or PostgreSQL).
+
+Public API: Store (repository), StoreError, make_engine, and the schema helpers upgrade,
+current_revision, head_revision.  ORM classes never leave this package.
+"""
+
+from mirrorscope.store.db import StoreError, make_engine
+from mirrorscope.store.migrate import current_revision, head_revision, upgrade
+from mirrorscope.store.repository import Store
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "upgrade",
+]

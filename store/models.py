@@ -1,0 +1,155 @@
+"""ORM tables of the store.  These classes never leave the store package."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# 64-bit row ids on PostgreSQL; SQLite only auto-increments a column typed INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+RUN_STATUSES = ("running", "complete", "failed")
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CaptureRun(Base):
+    """One processing of one capture file or interface."""
+
+    __tablename__ = "capture_runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'complete', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[float] = mapped_column(Double)  # wall clock, from the caller
+    finished_at: Mapped[float | None] = mapped_column(Double)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    packets: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    flows: Mapped[int] = mapped_column(BigInteger, default=0)
+    transactions: Mapped[int] = mapped_column(BigInteger, default=0)
+    stats: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    ts_first: Mapped[float | None] = mapped_column(Double)  # packet time
+    ts_last: Mapped[float | None] = mapped_column(Double)
+
+
+class Connection(Base):
+    """One TCP connection; conn_id is the natural key."""
+
+    __tablename__ = "connections"
+
+    conn_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("capture_runs.id"), index=True)
+    # Endpoints are unknown when only a ConnectionClosed was seen.
+    client_ip: Mapped[str | None] = mapped_column(Text)
+    client_port: Mapped[int | None] = mapped_column(Integer)
+    server_ip: Mapped[str | None] = mapped_column(Text)
+    server_port: Mapped[int | None] = mapped_column(Integer)
+    ts_start: Mapped[float] = mapped_column(Double)
+    ts_end: Mapped[float | None] = mapped_column(Double)
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    orig_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    resp_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    orig_missed: Mapped[int | None] = mapped_column(BigInteger)
+    resp_missed: Mapped[int | None] = mapped_column(BigInteger)
+    packets: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Transaction(Base):
+    """One HTTP request/response pair; (conn_id, trans_depth) is the natural key."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        UniqueConstraint("conn_id", "trans_depth"),
+        Index("ix_transactions_order", "ts", "conn_id", "trans_depth"),
+        Index("ix_transactions_run_order", "run_id", "ts", "conn_id", "trans_depth"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conn_id: Mapped[str] = mapped_column(Text)
+    trans_depth: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(ForeignKey("capture_runs.id"))
+    ts: Mapped[float] = mapped_column(Double)
+    ts_end: Mapped[float | None] = mapped_column(Double)
+    method: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(Text)
+    uri: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    resp_version: Mapped[str | None] = mapped_column(Text)
+    info_code: Mapped[int | None] = mapped_column(Integer)
+    request_headers: Mapped[str | None] = mapped_column(Text)  # JSON [[name, value], ...]
+    response_headers: Mapped[str | None] = mapped_column(Text)
+    request_body_len: Mapped[int | None] = mapped_column(BigInteger)
+    response_body_len: Mapped[int | None] = mapped_column(BigInteger)
+    request_body_complete: Mapped[bool | None] = mapped_column(Boolean)
+    response_body_complete: Mapped[bool | None] = mapped_column(Boolean)
+    request_body_sha256: Mapped[str | None] = mapped_column(String(64))
+    response_body_sha256: Mapped[str | None] = mapped_column(String(64))
+    request_body_head: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response_body_head: Mapped[bytes | None] = mapped_column(LargeBinary)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    request_content_type: Mapped[str | None] = mapped_column(Text)
+    response_content_type: Mapped[str | None] = mapped_column(Text)
+    anomalies: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of kinds
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AnomalyRow(Base):
+    """One stored anomaly; anomaly_key (a sha1 of its content) makes re-inserts no-ops."""
+
+    __tablename__ = "anomalies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    anomaly_key: Mapped[str] = mapped_column(String(40), unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("capture_runs.id"), index=True)
+    kind: Mapped[str] = mapped_column(Text, index=True)
+    ts: Mapped[float] = mapped_column(Double)
+    conn_id: Mapped[str | None] = mapped_column(Text, index=True)
+    direction: Mapped[int | None] = mapped_column(SmallInteger)  # Direction value
+    detail: Mapped[str] = mapped_column(Text, default="")
+    security: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AnomalyCount(Base):
+    """Exact number of anomalies per run and kind, whatever rows are kept."""
+
+    __tablename__ = "anomaly_counts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("capture_runs.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
