@@ -66,6 +66,7 @@ def main() -> None:
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
            no_progress: bool) -> None:
     """Replay pcap/pcapng files (optionally gzip-compressed) into the database."""
+    from mirrorscope.keys import KeyFileError
     from mirrorscope.pipeline import ReplayOptions
     from mirrorscope.pipeline import replay as run_replay
     from mirrorscope.store.db import StoreError
@@ -77,7 +78,7 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
             stats = _replay_with_progress(list(pcaps), options)
         else:
             stats = run_replay(list(pcaps), options)
-    except StoreError as exc:
+    except (StoreError, KeyFileError) as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_BAD_INPUT)
     _print_summary(stats)

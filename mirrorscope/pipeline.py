@@ -247,10 +247,12 @@ def replay(
 
 
 def _open_store(options: ReplayOptions):
+    from mirrorscope.keys import load_or_create_key
     from mirrorscope.store.repository import Store
 
+    key = options.hmac_key if options.hmac_key is not None else load_or_create_key()
     return Store(options.db_url or "sqlite:///mirrorscope.db", store_raw=options.store_raw,
-                 hmac_key=options.hmac_key)
+                 hmac_key=key)
 
 
 def _replay_one(

@@ -1,0 +1,153 @@
+"""The CLI on good and bad input: one-line errors, exit code 2, data before damage kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mirrorscope.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "pcaps" / "demo.pcap"
+DEMO_EXPECTED = REPO / "pcaps" / "demo.pcap.expected.json"
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    runner = CliRunner()
+    result = runner.invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ms.db'}"
+
+
+def _count(tmp_path: Path, table: str) -> int:
+    with sqlite3.connect(tmp_path / "ms.db") as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _jsonl(tmp_path: Path) -> list[dict]:
+    code, out, _ = _run("transactions", "--db", _db(tmp_path), "--format", "jsonl")
+    assert code == 0
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _demo_requests() -> int:
+    expected = json.loads(DEMO_EXPECTED.read_text())
+    items = expected["transactions"] if isinstance(expected, dict) else expected
+    return len(items)
+
+
+def test_replay_demo_then_list_jsonl(tmp_path: Path) -> None:
+    """The demo capture lands in SQLite and the JSONL contract has every promised key."""
+    code, out, err = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress")
+    assert code == 0, err
+    assert "http transactions" in out
+    rows = _jsonl(tmp_path)
+    assert len(rows) == _demo_requests()
+    required = {"conn_id", "trans_depth", "source", "ts", "client_ip", "client_port", "server_ip",
+                "server_port", "method", "host", "uri", "version", "status", "reason",
+                "request_body_len", "response_body_len", "request_body_sha256",
+                "response_body_sha256", "user_agent", "request_content_type",
+                "response_content_type", "anomalies", "partial"}
+    for row in rows:
+        assert required <= row.keys()
+        assert row["source"] == str(DEMO)
+        assert row["trans_depth"] >= 1
+
+
+def test_replay_twice_changes_nothing(tmp_path: Path) -> None:
+    """Replaying the same capture again (even with --force) does not duplicate rows."""
+    assert _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress")[0] == 0
+    before = (_count(tmp_path, "transactions"), _count(tmp_path, "connections"))
+    code, out, _ = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress")
+    assert code == 0 and "skipped" in out
+    assert _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress", "--force")[0] == 0
+    assert (_count(tmp_path, "transactions"), _count(tmp_path, "connections")) == before
+    assert before[0] == _demo_requests()
+
+
+def test_jsonl_bodies_are_base64(tmp_path: Path) -> None:
+    """--bodies adds the kept decoded heads."""
+    _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress")
+    code, out, _ = _run("transactions", "--db", _db(tmp_path), "--format", "jsonl", "--bodies",
+                        "--limit", "3")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 3
+    assert all("response_body_b64" in r and "request_body_b64" in r for r in rows)
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got {lines}"
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a capture file at all\n" * 10],
+                         ids=["empty", "not-a-capture"])
+def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, content: bytes) -> None:
+    """Empty or foreign files: a one-line error naming the file, exit code 2."""
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    code, _, err = _run("replay", str(bad), "--db", _db(tmp_path), "--no-progress")
+    assert code == 2
+    assert str(bad) in _error_line(err)
+
+
+def test_directory_and_missing_file(tmp_path: Path) -> None:
+    """A directory or a missing path is refused with exit code 2, naming it."""
+    for target in (tmp_path, tmp_path / "nope.pcap"):
+        code, _, err = _run("replay", str(target), "--db", _db(tmp_path), "--no-progress")
+        assert code == 2
+        assert str(target) in _error_line(err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(tmp_path: Path) -> None:
+    """A file we may not read is refused with exit code 2."""
+    bad = tmp_path / "secret.pcap"
+    shutil.copy(DEMO, bad)
+    bad.chmod(0)
+    code, _, err = _run("replay", str(bad), "--db", _db(tmp_path), "--no-progress")
+    assert code == 2 and str(bad) in _error_line(err)
+
+
+def _record_offsets(data: bytes) -> list[int]:
+    """Byte offsets of each record header in a classic little-endian pcap."""
+    offsets, pos = [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        pos += 16 + caplen
+    return offsets
+
+
+def test_truncated_capture_keeps_what_came_before(tmp_path: Path) -> None:
+    """A capture cut mid-record: exit 2, the offset named, earlier transactions stored."""
+    data = DEMO.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", "the demo capture is little-endian classic pcap"
+    offsets = _record_offsets(data)
+    cut_record = offsets[len(offsets) * 3 // 4]
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: cut_record + 10])  # inside the record header
+    code, _, err = _run("replay", str(cut), "--db", _db(tmp_path), "--no-progress")
+    assert code == 2
+    line = _error_line(err)
+    assert str(cut) in line and str(cut_record) in line
+    kept = _jsonl(tmp_path)
+    assert 0 < len(kept) < _demo_requests()
+    # Everything kept is a real transaction of the full capture.
+    full_dir = tmp_path / "full"
+    full_dir.mkdir()
+    _run("replay", str(DEMO), "--db", _db(full_dir), "--no-progress")
+    full = {(r["conn_id"], r["trans_depth"], r["uri"], r["status"]) for r in _jsonl(full_dir)}
+    assert {(r["conn_id"], r["trans_depth"], r["uri"], r["status"]) for r in kept} <= full
