@@ -255,16 +255,40 @@ class EndpointKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    """A security finding, mapped to the OWASP API Security Top 10 (2023)."""
+class EndpointSummary:
+    """What the inventory knows about one endpoint: the key plus its public JSON document.
 
-    kind: str
+    ``doc`` follows the inventory JSON contract (status_codes, auth, sensitive, parameters,
+    clients, schemas, ...) so the store can persist and merge it without knowing analysis
+    internals.
+    """
+
+    key: EndpointKey
+    count: int
+    first_seen: float
+    last_seen: float
+    doc: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A security finding, mapped to the OWASP API Security Top 10 (2023).
+
+    Repeated occurrences aggregate into one finding per (kind, endpoint, client, window):
+    ``count`` says how many, ``transactions`` samples them as (conn_id, trans_depth).
+    """
+
+    kind: str  # dotted, stable: "attack.sqli", "api.shadow_endpoint", "ml.client_outlier", ...
     severity: str  # "info" | "low" | "medium" | "high" | "critical"
     owasp: str  # e.g. "API1:2023"
     endpoint: EndpointKey | None
-    client: str | None
+    client_ip: str | None
     ts_first: float
     ts_last: float
-    count: int
-    evidence: dict[str, object] = field(default_factory=dict)
+    count: int = 1
+    principal: str | None = None  # keyed-HMAC id of the token/user, never the token
+    confidence: float = 1.0  # lowered when the capture lost data around it
+    evidence: dict[str, object] = field(default_factory=dict)  # redacted
+    explanation: tuple[dict[str, object], ...] = ()  # deviated features: name, value, baseline
     remediation: str = ""
+    transactions: tuple[tuple[str, int], ...] = ()
