@@ -678,6 +678,10 @@ class Decoder:
                 return self._teredo(data, body, end, cap_end, ts, inner)
             elif dport == lt.UDP_AYIYA or sport == lt.UDP_AYIYA:
                 return self._ayiya(data, body, end, cap_end, ts, inner)
+        elif depth < MAX_TUNNEL_DEPTH and _looks_like_teredo(data, body, end, cap_end):
+            # Teredo relays talk from arbitrary ports (Zeek finds them by content too); an
+            # IPv6 header whose payload length fills the datagram exactly is a safe tell.
+            return self._teredo(data, body, end, cap_end, ts, depth + 1)
         stats.udp += 1
         stats.non_tcp += 1
         return NOTHING
@@ -855,3 +859,14 @@ def _nflog_payload(data: bytes, wire_end: int, tlv: struct.Struct) -> tuple[int,
             return None
         pos += (length + 3) & ~3
     return -1, -1
+
+
+def _looks_like_teredo(data: bytes, body: int, end: int, cap_end: int) -> bool:
+    """Whether a UDP payload is an IPv6 packet (optionally behind a Teredo origin indication)."""
+    pos = body
+    if pos + 8 <= cap_end and data[pos] == 0 and data[pos + 1] == 0:  # origin indication
+        pos += 8
+    if pos + 40 > cap_end or data[pos] >> 4 != 6:
+        return False
+    payload_len = (data[pos + 4] << 8) | data[pos + 5]
+    return pos + 40 + payload_len == end

@@ -157,6 +157,12 @@ class HttpBody:
     head: bytes = b""  # the first N decoded bytes, kept for analysis
     complete: bool = True  # False when a gap, a cap or the connection's end cut it
     sha256: str | None = None  # of the full decoded body; None when incomplete
+    missed: int = 0  # body bytes lost to capture gaps (never counted in ``length``)
+
+    @property
+    def extent(self) -> int:
+        """Seen plus missed bytes: the body length as Zeek's http.log counts it."""
+        return self.length + self.missed
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,12 +151,13 @@ class HttpStats:
 class _Body:
     """Accumulates one body: decoded length, first N decoded bytes, hash, wire length."""
 
-    __slots__ = ("complete", "decoder", "head", "keep", "length", "sha", "wire_length")
+    __slots__ = ("complete", "decoder", "head", "keep", "length", "missed", "sha", "wire_length")
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self.head = bytearray()
         self.length = 0
+        self.missed = 0
         self.wire_length = 0
         self.sha: hashlib._Hash | None = None
         self.complete = True
@@ -181,6 +182,7 @@ class _Body:
 
     def gap(self, length: int) -> None:
         self.complete = False
+        self.missed += length
         self.sha = None
         if self.decoder is not None:
             self.decoder.gap()
@@ -192,7 +194,8 @@ class _Body:
                 complete = False
         complete = complete and self.complete
         digest = self.sha.hexdigest() if complete and self.sha is not None else None
-        return HttpBody(self.length, self.wire_length, bytes(self.head), complete, digest)
+        return HttpBody(self.length, self.wire_length, bytes(self.head), complete, digest,
+                        self.missed)
 
 
 _EMPTY_BODY = HttpBody()

@@ -729,3 +729,20 @@ def test_fast_path_agrees_with_the_general_path() -> None:
         frame = RawFrame(TS, 1, bytes(data[:cut]), len(data) + rng.choice([0, 0, 7]))
         expected = list(general._ethernet(frame.data, 0, max(frame.wire_len, cut), TS, 0))
         assert list(fast.feed(frame)) == expected
+
+
+def test_teredo_found_by_content_on_relay_ports() -> None:
+    """Teredo relays use arbitrary UDP ports: an IPv6 packet filling the datagram is decoded."""
+    inner = tcp6()
+    seg = only_segment(decode(eth() / IP(src="192.0.2.9", dst="198.51.100.3")
+                              / UDP(sport=51000, dport=61234) / bytes(inner)))
+    assert seg.key == FlowKey("2001:db8::1", 40000, "2001:db8:0:0:1::2", 443)
+    assert seg.payload == PAYLOAD
+
+
+def test_udp_payload_that_merely_starts_like_ipv6_is_not_teredo() -> None:
+    """The IPv6 payload length must fill the datagram exactly, or it is plain UDP."""
+    inner = bytes(tcp6()) + b"trailing junk"
+    dec = Decoder()
+    assert decode(eth() / IP() / UDP(sport=51000, dport=61234) / inner, decoder=dec) == []
+    assert dec.stats.tunnel_teredo == 0

@@ -34,7 +34,8 @@ class TraceResult:
 
     row: ManifestRow
     expected: int = 0
-    agreed: int = 0
+    agreed: int = 0  # rows equal on every compared field
+    artefacts: list[str] = field(default_factory=list)  # rows explained by a Zeek artefact
     mismatches: list[str] = field(default_factory=list)
 
 
@@ -104,15 +105,33 @@ def read_baseline(row: ManifestRow) -> list[dict[str, str | None]]:
     return [dict(zip(names, map(_value, line.split("\t")), strict=False)) for line in body[1:]]
 
 
-def zeek_escape(text: str | None) -> str | None:
-    """Escape like Zeek's ASCII writer: non-printable bytes as \\xNN."""
+def zeek_json_text(text: str | None, *, tsv: bool = False) -> str | None:
+    """Render like Zeek's log writers: valid UTF-8 shown as text, other bytes as \\xNN.
+
+    The TSV writer also doubles a literal backslash so it cannot be read as an escape.
+    """
     if text is None:
         return None
-    return "".join(ch if 0x20 <= ord(ch) < 0x7F else f"\\x{ord(ch):02x}" for ch in text)
+    decoded = text.encode("latin-1").decode("utf-8", errors="surrogateescape")
+    out = []
+    for ch in decoded:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an invalid UTF-8 byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif tsv and ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
-def ours(transactions: Iterable[object]) -> list[dict[str, object]]:
-    """Our transactions in Zeek's field names."""
+def ours(transactions: Iterable[object], *, json_log: bool = False) -> list[dict[str, object]]:
+    """Our transactions in Zeek's field names (rendered as the baseline's format does)."""
+    def escape(text: str | None) -> str | None:
+        return zeek_json_text(text, tsv=not json_log)
+
     out = []
     for t in transactions:
         req, resp = t.request, t.response
@@ -127,12 +146,15 @@ def ours(transactions: Iterable[object]) -> list[dict[str, object]]:
             "id.orig_h": t.client[0], "id.orig_p": str(t.client[1]),
             "id.resp_h": t.server[0], "id.resp_p": str(t.server[1]),
             "trans_depth": str(t.trans_depth),
-            "method": zeek_escape(req.method) if req else None,
-            "host": zeek_escape(host),
-            "uri": zeek_escape(zeek_unescape_uri(req.target)) if req else None,
+            "method": escape(req.method) if req else None,
+            "host": escape(host),
+            "uri": escape(zeek_unescape_uri(req.target)) if req else None,
             "status_code": str(resp.status) if resp else None,
-            "request_body_len": str(req.body.length if req else 0),
-            "response_body_len": str(resp.body.length if resp else 0),
+            "request_body_len": str(req.body.extent if req else 0),
+            "response_body_len": str(resp.body.extent if resp else 0),
+            "version": req.version if req else None,
+            "request_body_open_line": _open_last_line(req.body) if req else False,
+            "response_body_open_line": _open_last_line(resp.body) if resp else False,
         })
     return out
 
@@ -141,7 +163,7 @@ def compare(row: ManifestRow, transactions: Iterable[object]) -> TraceResult:
     """Match each baseline row to one of our transactions on every compared field it has."""
     result = TraceResult(row)
     expected = read_baseline(row)
-    mine = ours(transactions)
+    mine = ours(transactions, json_log=row.fmt == "json")
     used: set[int] = set()
     uid_to_conn: dict[str, object] = {}
     for exp in expected:
@@ -158,7 +180,11 @@ def compare(row: ManifestRow, transactions: Iterable[object]) -> TraceResult:
                 match = i
                 break
         if match is None:
-            result.mismatches.append(_explain(exp, fields, mine, used))
+            artefact = _zeek_artefact(exp, fields, mine, used)
+            if artefact:
+                result.artefacts.append(artefact)
+            else:
+                result.mismatches.append(_explain(exp, fields, mine, used))
             continue
         used.add(match)
         if uid is not None:
@@ -184,3 +210,50 @@ def _explain(exp: dict, fields: list[str], mine: list[dict], used: set[int]) -> 
             best, best_score = cand, score
     got = {f: best.get(f) for f in fields} if best else None
     return f"want {want} closest {got}"
+
+
+# Documented differences where Zeek's http.log is provably off, not us.  Each one is narrow
+# and names its evidence; the acceptance test reports them apart from exact agreement.
+
+
+def _open_last_line(body: object) -> bool:
+    """The whole body is kept and its last line has no CRLF."""
+    head = body.head
+    return bool(head) and len(head) == body.length and not head.endswith(b"\n")
+
+
+def _zeek_artefact(exp: dict, fields: list[str], mine: list[dict], used: set[int]) -> str | None:
+    """Name the Zeek artefact that explains a baseline row, if one does."""
+    body_fields = ("request_body_len", "response_body_len")
+    for i, cand in enumerate(mine):
+        if i in used:
+            continue
+        others = [f for f in fields if f not in body_fields]
+        if not all(_same(f, exp[f], cand.get(f)) for f in others):
+            continue
+        # Zeek delivers some bodies line by line (MIME entities, close-delimited replies)
+        # and counts a CRLF for a final line that has none: 2 bytes more than the wire
+        # carried (no_crlf.pcap: Content-Length 6084, logged 6086).
+        off_by_crlf = False
+        for f, flag in (("request_body_len", "request_body_open_line"),
+                        ("response_body_len", "response_body_open_line")):
+            if f not in exp or _same(f, exp[f], cand.get(f)):
+                continue
+            if cand[flag] and int(exp[f] or 0) == int(cand.get(f) or 0) + 2:
+                off_by_crlf = True
+            else:
+                break
+        else:
+            if off_by_crlf:
+                used.add(i)
+                return "zeek counts a CRLF the body's last line does not have"
+    # After an HTTP/0.9 exchange Zeek logs one more row with every field unset.
+    if all(exp.get(f) in (None, "0") for f in ("method", "uri", "status_code", "host",
+                                                "request_body_len", "response_body_len")):
+        depth = int(exp.get("trans_depth") or 0)
+        tup = [f for f in TUPLE if f in exp]
+        for cand in mine:
+            if (cand["version"] == "HTTP/0.9" and int(cand["trans_depth"]) == depth - 1
+                    and all(cand.get(f) == exp[f] for f in tup)):
+                return "zeek logs an empty extra row after an HTTP/0.9 exchange"
+    return None
