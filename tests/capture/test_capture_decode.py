@@ -736,7 +736,8 @@ def test_teredo_found_by_content_on_relay_ports() -> None:
     inner = tcp6()
     seg = only_segment(decode(eth() / IP(src="192.0.2.9", dst="198.51.100.3")
                               / UDP(sport=51000, dport=61234) / bytes(inner)))
-    assert seg.key == FlowKey("2001:db8::1", 40000, "2001:db8:0:0:1::2", 443)
+    assert seg.key == FlowKey("2001:db8::1", 40000, str(ipaddress.ip_address("2001:db8:0:0:1::2")),
+                              443)
     assert seg.payload == PAYLOAD
 
 
