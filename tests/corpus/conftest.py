@@ -19,3 +19,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.corpus)
             if not CORPUS.is_dir():
                 item.add_marker(pytest.mark.skip(reason=f"corpus not found at {CORPUS}"))
+
+
+REPORT: list[str] = []  # figures the corpus tests print in the closing summary
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Show the corpus figures (agreement rates, recovery counts) even without -s."""
+    if REPORT:
+        terminalreporter.section("corpus figures")
+        for line in REPORT:
+            terminalreporter.write_line(line)

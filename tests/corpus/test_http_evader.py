@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from conftest import REPORT
 from zeeklog import CORPUS
 
 from mirrorscope.pipeline import transactions_from_pcap
 
 EICAR = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
 # The hostile-traffic issue raises this bar; the replay issue asks for the figure.
-FLOOR = 0.50
+FLOOR = 0.95  # measured 501/502; a regression below this fails
 
 
 def test_http_evader_eicar_recovery() -> None:
@@ -25,6 +26,7 @@ def test_http_evader_eicar_recovery() -> None:
         else:
             missed.append(pcap.parent.name)
     rate = recovered / len(cases)
-    print(f"\nHTTP Evader: EICAR recovered in {recovered}/{len(cases)} = {rate:.1%}")
+    REPORT.append(f"HTTP Evader: EICAR recovered in {recovered}/{len(cases)} = {rate:.1%}")
+    print("\n" + REPORT[-1])
     print("  missed:", " ".join(missed))
     assert rate >= FLOOR

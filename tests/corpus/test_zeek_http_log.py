@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conftest import REPORT
 from zeeklog import compare, manifest
 
 from mirrorscope.pipeline import transactions_from_pcap
@@ -29,8 +30,10 @@ def test_zeek_http_log_agreement() -> None:
             failures.append(f"{row.pcap.name} ({row.baseline.parent.name}): {mismatch}")
     strict = agreed / expected
     rate = (agreed + explained) / expected
-    print(f"\nZeek http.log exact agreement: {agreed}/{expected} rows = {strict:.1%}")
-    print(f"with documented Zeek artefacts: {agreed + explained}/{expected} rows = {rate:.1%}")
+    REPORT.append(f"Zeek http.log exact agreement: {agreed}/{expected} rows = {strict:.1%}")
+    REPORT.append(f"Zeek http.log agreement with documented Zeek artefacts: "
+                  f"{agreed + explained}/{expected} rows = {rate:.1%}")
+    print("\n" + "\n".join(REPORT[-2:]))
     for line in artefacts:
         print("  ARTEFACT", line)
     for line in failures:
