@@ -25,6 +25,8 @@ EXIT_BAD_INPUT = 2
 
 err = Console(stderr=True)
 out = Console()
+if not out.is_terminal:  # piped or captured: rich would wrap tables at 80 columns
+    out = Console(width=160)
 
 
 def _db_option(func):
