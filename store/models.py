@@ -153,3 +153,100 @@ class AnomalyCount(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("capture_runs.id"), primary_key=True)
     kind: Mapped[str] = mapped_column(Text, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# ----------------------------------------------------------------- analysis results (0002)
+# Wire-derived key text can be megabytes long, beyond what a PostgreSQL btree entry holds
+# (about 2.7 KB), so natural keys are enforced through a sha256 of the key columns, as
+# anomalies do with anomaly_key.
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+class EndpointObservation(Base):
+    """One run's view of one API endpoint; a re-analysis of the run replaces its rows."""
+
+    __tablename__ = "endpoint_observations"
+    __table_args__ = (UniqueConstraint("run_id", "endpoint_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("capture_runs.id", ondelete="CASCADE"))
+    endpoint_key: Mapped[str] = mapped_column(String(64))  # sha256 of host, method, path
+    host: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text)
+    path_template: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(BigInteger)
+    first_seen: Mapped[float] = mapped_column(Double)  # packet time
+    last_seen: Mapped[float] = mapped_column(Double)
+    doc: Mapped[str] = mapped_column(Text, default="{}")  # JSON object, the inventory's
+
+
+class FindingRow(Base):
+    """One finding per (kind, endpoint, client, principal, window); counts live in occurrences.
+
+    Absent endpoint, client and principal are stored as '' so the natural key is total.
+    count, ts_first and ts_last cache the sums over finding_occurrences at the last write.
+    """
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        CheckConstraint(
+            "severity IN ('info', 'low', 'medium', 'high', 'critical')", name="severity"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    finding_key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the key
+    kind: Mapped[str] = mapped_column(Text, index=True)
+    host: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text)
+    path_template: Mapped[str] = mapped_column(Text)
+    client_ip: Mapped[str] = mapped_column(Text)
+    principal: Mapped[str] = mapped_column(Text)
+    window_start: Mapped[float] = mapped_column(Double)
+    severity: Mapped[str] = mapped_column(String(16))
+    owasp: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Double)
+    ts_first: Mapped[float] = mapped_column(Double)
+    ts_last: Mapped[float] = mapped_column(Double)
+    count: Mapped[int] = mapped_column(BigInteger)
+    evidence: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    explanation: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of objects
+    remediation: Mapped[str] = mapped_column(Text, default="")
+    transactions: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[conn_id, depth]]
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    first_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("capture_runs.id", ondelete="SET NULL")
+    )
+    last_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("capture_runs.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[float] = mapped_column(Double)  # wall clock
+
+
+class FindingOccurrence(Base):
+    """One run's contribution to a finding; re-writing the run replaces it, never adds."""
+
+    __tablename__ = "finding_occurrences"
+
+    finding_id: Mapped[int] = mapped_column(
+        ForeignKey("findings.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("capture_runs.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    count: Mapped[int] = mapped_column(BigInteger)
+    ts_first: Mapped[float] = mapped_column(Double)
+    ts_last: Mapped[float] = mapped_column(Double)
+
+
+class DetectorModel(Base):
+    """A fitted detection model as a JSON document (never a pickle); latest id wins."""
+
+    __tablename__ = "detector_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, index=True)
+    kind: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)  # wall clock
+    params: Mapped[str] = mapped_column(Text)  # JSON object

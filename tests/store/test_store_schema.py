@@ -24,6 +24,10 @@ EXPECTED_TABLES = {
     "transactions",
     "anomalies",
     "anomaly_counts",
+    "endpoint_observations",
+    "findings",
+    "finding_occurrences",
+    "detector_models",
 }
 
 
