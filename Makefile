@@ -27,7 +27,9 @@ dev: $(STAMP)
 
 run: dev
 	$(BIN)/mirrorscope replay $(DEMO) --db sqlite:///$(DB)
-	$(BIN)/mirrorscope transactions --db sqlite:///$(DB) --limit 20
+	$(BIN)/mirrorscope transactions --db sqlite:///$(DB) --limit 10
+	$(BIN)/mirrorscope inventory --db sqlite:///$(DB)
+	$(BIN)/mirrorscope findings --db sqlite:///$(DB)
 
 lint: dev
 	$(BIN)/ruff check .

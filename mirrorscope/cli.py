@@ -24,9 +24,10 @@ DEFAULT_DB = "sqlite:///mirrorscope.db"
 EXIT_BAD_INPUT = 2
 
 err = Console(stderr=True)
-out = Console()
+# Data console: wire data must never be read as rich markup or emoji codes ("[red]", ":cookie:").
+out = Console(markup=False, emoji=False, highlight=False)
 if not out.is_terminal:  # piped or captured: rich would wrap tables at 80 columns
-    out = Console(width=160)
+    out = Console(width=160, markup=False, emoji=False, highlight=False)
 
 
 def _db_option(func):
@@ -62,7 +63,8 @@ def main() -> None:
 @_db_option
 @click.option("--force", is_flag=True, help="Re-ingest captures already recorded as complete.")
 @click.option("--store-raw", is_flag=True, help="Store secrets unredacted (off by default).")
-@click.option("--until", type=click.Choice(["decode", "tcp", "http", "store"]), default="store",
+@click.option("--until", type=click.Choice(["decode", "tcp", "http", "analysis", "store"]),
+              default="store",
               show_default=True, help="Last stage to run (for profiling).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
@@ -133,6 +135,8 @@ def _print_summary(stats) -> None:
     table.add_row("tcp flows", f"{stats.flows:,}")
     table.add_row("http transactions", f"{stats.transactions:,}")
     table.add_row("gaps (bytes)", f"{stats.gaps:,} ({stats.gap_bytes:,})")
+    table.add_row("endpoints", f"{stats.endpoints:,}")
+    table.add_row("findings", f"{sum(stats.findings.values()):,}")
     table.add_row("time", f"{stats.seconds:.2f} s ({rate:,.0f} pkt/s, {mbps:.1f} MB/s)")
     out.print(table)
     if stats.anomalies:
@@ -224,6 +228,22 @@ def db_upgrade(db_url: str) -> None:
         sys.exit(EXIT_BAD_INPUT)
     out.print("database schema is up to date")
 
+
+def _register_analysis_commands() -> None:
+    from mirrorscope.cli_analysis import (
+        baseline_command,
+        diff_command,
+        findings_command,
+        inventory_command,
+        openapi_command,
+    )
+
+    for command in (inventory_command, openapi_command, diff_command, findings_command,
+                    baseline_command):
+        main.add_command(command)
+
+
+_register_analysis_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,6 +8,8 @@ plain orchestration: the behaviour lives in the stages.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import time
 from collections import Counter
@@ -15,12 +17,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mirrorscope.analysis.detection import Detector
+from mirrorscope.analysis.inventory import Inventory
+from mirrorscope.analysis.inventory_config import InventoryConfig
+from mirrorscope.analysis.models_io import DetectionModel
 from mirrorscope.capture.decode import Decoder
 from mirrorscope.capture.pcapfile import CaptureFileError, PcapSource
 from mirrorscope.model import (
     Anomaly,
     ConnectionClosed,
     ConnectionOpened,
+    EndpointSummary,
+    Finding,
     HttpTransaction,
     RawFrame,
     StreamGap,
@@ -28,9 +36,10 @@ from mirrorscope.model import (
 from mirrorscope.reassembly.http1 import HttpObserver
 from mirrorscope.reassembly.tcp import TcpReassembler
 
-STAGES = ("decode", "tcp", "http", "store")
+STAGES = ("decode", "tcp", "http", "analysis", "store")
 EXPIRE_EVERY_SECONDS = 1.0  # packet-time interval between timeout sweeps
 STORE_BATCH = 2000  # records per database transaction
+DEFAULT_DB = "sqlite:///mirrorscope.db"
 
 
 @dataclass(slots=True)
@@ -43,6 +52,8 @@ class ReplayOptions:
     store_raw: bool = False  # keep secrets unredacted in stored evidence (opt-in)
     body_keep: int = 64 << 10
     hmac_key: bytes | None = None
+    spec: dict | None = None  # a user's OpenAPI document: shadow/zombie findings
+    model_name: str = "default"  # detection model to score with, when one was learned
 
 
 @dataclass(slots=True)
@@ -81,6 +92,8 @@ class ReplayStats:
     gap_bytes: int = 0
     seconds: float = 0.0
     anomalies: Counter[str] = field(default_factory=Counter)
+    findings: Counter[str] = field(default_factory=Counter)  # by kind
+    endpoints: int = 0
     files: list[FileResult] = field(default_factory=list)
     decode: dict[str, object] = field(default_factory=dict)
     tcp: dict[str, object] = field(default_factory=dict)
@@ -126,7 +139,8 @@ class Analyzer:
         self.until = until
         self.decoder = Decoder()
         self.tcp = TcpReassembler() if until != "decode" else None
-        self.http = HttpObserver(body_keep=body_keep) if until in ("http", "store") else None
+        self.http = (HttpObserver(body_keep=body_keep)
+                     if until in ("http", "analysis", "store") else None)
         self.stats = ReplayStats()
         self._next_expire: float | None = None
         self._last_ts = 0.0
@@ -246,13 +260,117 @@ def replay(
     return total
 
 
-def _open_store(options: ReplayOptions):
-    from mirrorscope.keys import load_or_create_key
+def learn_baseline(paths: Sequence[str | os.PathLike[str]], *, db_url: str,
+                   name: str = "default", hmac_key: bytes | None = None,
+                   ) -> tuple[int, int, list[str]]:
+    """Learn a detection model from known-good captures and store it; (id, learned, errors)."""
+    from mirrorscope.store.analysis_repo import AnalysisStore
     from mirrorscope.store.repository import Store
 
-    key = options.hmac_key if options.hmac_key is not None else load_or_create_key()
-    return Store(options.db_url or "sqlite:///mirrorscope.db", store_raw=options.store_raw,
-                 hmac_key=key)
+    key = hmac_key if hmac_key is not None else _hmac_key(ReplayOptions())
+    Store(db_url, hmac_key=key).close()  # creates or checks the schema
+    inventory = Inventory(hmac_key=key)
+    detector = Detector(endpoint_of=inventory.endpoint_of, hmac_key=key)
+    errors: list[str] = []
+    learned = 0
+    for path in paths:
+        result = FileResult(source=str(path))
+        try:
+            source = PcapSource(path)
+        except CaptureFileError as exc:
+            errors.append(str(exc))
+            continue
+        analyzer = Analyzer("http")
+        out: list[object] = []
+        with source:
+            for frame in iter_frames_safely(source, result):
+                analyzer.feed(frame, out)
+                learned += _learn_from(out, inventory, detector)
+            analyzer.finish(out)
+            learned += _learn_from(out, inventory, detector)
+        if result.error:
+            errors.append(result.error)
+    model = detector.fit()
+    with AnalysisStore(db_url) as analysis_store:
+        model_id = analysis_store.save_model(name, "detection", json.loads(model.to_json()))
+    return model_id, learned, errors
+
+
+def _learn_from(out: list[object], inventory: Inventory, detector: Detector) -> int:
+    learned = 0
+    for item in out:
+        if isinstance(item, HttpTransaction):
+            inventory.feed(item)
+            detector.learn(item)
+            learned += 1
+    out.clear()
+    return learned
+
+
+def _hmac_key(options: ReplayOptions) -> bytes:
+    from mirrorscope.keys import load_or_create_key
+
+    return options.hmac_key if options.hmac_key is not None else load_or_create_key()
+
+
+class RunAnalysis:
+    """Inventory and detection over one run's transactions and anomalies."""
+
+    def __init__(self, hmac_key: bytes, *, spec: dict | None = None,
+                 model: DetectionModel | None = None) -> None:
+        self.inventory = Inventory(config=InventoryConfig(spec=spec), hmac_key=hmac_key)
+        self.detector = Detector(endpoint_of=self.inventory.endpoint_of, hmac_key=hmac_key,
+                                 model=model)
+        self._window = self.detector.config.window_seconds
+        self._findings: list[Finding] = []
+
+    def observe(self, items: Iterable[object]) -> None:
+        """Feed the transactions and anomalies of one batch (in capture order)."""
+        inventory, detector, found = self.inventory, self.detector, self._findings
+        for item in items:
+            if isinstance(item, HttpTransaction):
+                # The inventory's own findings are taken once, with final counts, at the end.
+                inventory.feed(item)
+                found += detector.feed(item)
+            elif isinstance(item, Anomaly):
+                found += detector.feed_anomaly(item)
+
+    def finish(self, now: float) -> tuple[list[EndpointSummary], list[tuple[Finding, float]]]:
+        """Close every window: the endpoints, and findings with their aggregation window."""
+        self._findings += self.detector.flush(math.inf)
+        window = self._window
+        keyed = [(f, math.floor(f.ts_first / window) * window) for f in self._findings]
+        keyed += [(f, 0.0) for f in self.inventory.findings()]  # one per endpoint, whole run
+        return self.inventory.summaries(), keyed
+
+
+def _load_model(options: ReplayOptions, store: object | None) -> DetectionModel | None:
+    """The learned detection model, when a baseline was stored (rules run regardless)."""
+    if options.db_url is None and store is None:
+        return None
+    from mirrorscope.store.analysis_repo import AnalysisStore
+
+    with AnalysisStore(options.db_url or DEFAULT_DB) as analysis_store:
+        record = analysis_store.load_model(options.model_name, kind="detection")
+    if record is None:
+        return None
+    return DetectionModel.from_json(json.dumps(record["params"]), hmac_key=_hmac_key(options))
+
+
+def _store_analysis(options: ReplayOptions, run_id: int, summaries: list[EndpointSummary],
+                    findings: list[tuple[Finding, float]]) -> None:
+    from mirrorscope.store.analysis_repo import AnalysisStore
+
+    with AnalysisStore(options.db_url or DEFAULT_DB) as analysis_store:
+        analysis_store.replace_endpoints(run_id, summaries)
+        analysis_store.upsert_findings(run_id, findings)
+
+
+def _open_store(options: ReplayOptions):
+    from mirrorscope.store.repository import Store
+
+    return Store(options.db_url or DEFAULT_DB, store_raw=options.store_raw,
+                 hmac_key=_hmac_key(options))
 
 
 def _replay_one(
@@ -280,6 +398,9 @@ def _replay_one(
             result.run_id = run_id
         analyzer = Analyzer("http" if options.until == "store" else options.until,
                             body_keep=options.body_keep)
+        analysis = (RunAnalysis(_hmac_key(options), spec=options.spec,
+                                model=_load_model(options, store))
+                    if options.until in ("analysis", "store") else None)
         out: list[object] = []
         ts_first: float | None = None
         progress_every = 4096
@@ -288,11 +409,15 @@ def _replay_one(
                 ts_first = frame.ts
             analyzer.feed(frame, out)
             if len(out) >= STORE_BATCH:
+                if analysis is not None:
+                    analysis.observe(out)
                 _drain(store, run_id, out)
             if on_progress is not None and analyzer.stats.packets % progress_every == 0:
                 on_progress(Progress(str(path), source.bytes_read, source.size,
                                      analyzer.stats.packets, analyzer.stats.transactions))
         analyzer.finish(out)
+        if analysis is not None:
+            analysis.observe(out)
         _drain(store, run_id, out)
         if on_progress is not None:
             on_progress(Progress(str(path), source.size, source.size, analyzer.stats.packets,
@@ -300,6 +425,12 @@ def _replay_one(
     stats = analyzer.stats
     result.packets = stats.packets
     result.bytes = stats.bytes
+    if analysis is not None:
+        summaries, findings = analysis.finish(analyzer._last_ts)
+        stats.endpoints = len(summaries)
+        stats.findings.update(f.kind for f, _ in findings)
+        if store is not None and run_id is not None:
+            _store_analysis(options, run_id, summaries, findings)
     _accumulate(total, stats)
     if store is not None and run_id is not None:
         store.finish_run(
@@ -330,6 +461,8 @@ def _run_stats(stats: ReplayStats) -> dict[str, object]:
         "gaps": stats.gaps,
         "gap_bytes": stats.gap_bytes,
         "anomalies": dict(stats.anomalies),
+        "findings": dict(stats.findings),
+        "endpoints": stats.endpoints,
         "decode": stats.decode,
         "tcp": stats.tcp,
         "http": stats.http,
@@ -345,6 +478,8 @@ def _accumulate(total: ReplayStats, one: ReplayStats) -> None:
     total.gaps += one.gaps
     total.gap_bytes += one.gap_bytes
     total.anomalies.update(one.anomalies)
+    total.findings.update(one.findings)
+    total.endpoints += one.endpoints
     for name in ("decode", "tcp", "http"):
         merged = getattr(total, name)
         for key, value in getattr(one, name).items():

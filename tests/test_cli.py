@@ -177,3 +177,43 @@ def test_truncated_capture_keeps_what_came_before(tmp_path: Path) -> None:
     _run("replay", str(DEMO), "--db", _db(full_dir), "--no-progress")
     full = {(r["conn_id"], r["trans_depth"], r["uri"], r["status"]) for r in _jsonl(full_dir)}
     assert {(r["conn_id"], r["trans_depth"], r["uri"], r["status"]) for r in kept} <= full
+
+
+def test_inventory_findings_openapi_and_diff(tmp_path: Path) -> None:
+    """After a replay: the inventory and findings JSON contracts, and OpenAPI round trip."""
+    assert _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress")[0] == 0
+    code, out, _ = _run("inventory", "--db", _db(tmp_path), "--format", "json")
+    assert code == 0
+    endpoints = json.loads(out)["endpoints"]
+    keys = {"host", "method", "path_template", "count", "first_seen", "last_seen",
+            "status_codes", "auth", "sensitive", "parameters", "clients"}
+    assert endpoints and all(keys <= e.keys() for e in endpoints)
+    templates = {(e["method"], e["path_template"]) for e in endpoints}
+    # The lab server's routes (pcaps/lab.py): ids become parameters, /me stays literal.
+    assert ("GET", "/api/v1/users/me") in templates
+    assert any(m == "GET" and t.startswith("/api/v1/users/{") for m, t in templates)
+    assert sum(e["count"] for e in endpoints) == _demo_requests()
+
+    code, out, _ = _run("findings", "--db", _db(tmp_path), "--format", "json")
+    assert code == 0
+    findings = json.loads(out)["findings"]
+    contract = {"id", "kind", "owasp", "severity", "confidence", "endpoint", "client_ip",
+                "principal", "first_seen", "last_seen", "count", "transactions", "evidence",
+                "explanation", "remediation"}
+    assert findings and all(contract <= f.keys() for f in findings)
+    kinds = {f["kind"] for f in findings}
+    # The demo's attacker (pcaps/lab.py attacker_session) walks user ids and sends SQLi.
+    assert {"attack.bola_enumeration", "attack.sqli"} <= kinds
+    assert all(f["remediation"] and f["owasp"].endswith(":2023") for f in findings)
+
+    spec = tmp_path / "observed.json"
+    assert _run("openapi", "--db", _db(tmp_path), "-o", str(spec))[0] == 0
+    assert json.loads(spec.read_text())["openapi"].startswith("3.1")
+    code, out, _ = _run("diff", "--db", _db(tmp_path), "--spec", str(spec), "--format", "json")
+    assert code == 0 and json.loads(out)["shadow"] == []
+
+    # A replay of the same capture again leaves the findings as they were.
+    _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress", "--force")
+    again = json.loads(_run("findings", "--db", _db(tmp_path), "--format", "json")[1])
+    assert sorted((f["kind"], f["count"]) for f in again["findings"]) == \
+        sorted((f["kind"], f["count"]) for f in findings)

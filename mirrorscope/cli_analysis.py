@@ -1,0 +1,222 @@
+"""CLI commands over the analysis results: inventory, openapi, diff, findings, baseline."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from mirrorscope.model import EndpointKey, EndpointSummary
+
+EXIT_BAD_INPUT = 2
+SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
+
+
+def _consoles():
+    from mirrorscope.cli import err, out
+
+    return err, out
+
+
+def _fail(message: str) -> None:
+    err, _ = _consoles()
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _analysis_store(db_url: str):
+    from mirrorscope.store.analysis_repo import AnalysisStore
+    from mirrorscope.store.db import StoreError
+
+    try:
+        return AnalysisStore(db_url)
+    except StoreError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+def merged_summaries(db_url: str) -> list[EndpointSummary]:
+    """Every endpoint seen in any run, each run's document merged into one."""
+    from mirrorscope.analysis.inventory_stats import merge_docs
+
+    store = _analysis_store(db_url)
+    try:
+        observations = store.endpoint_observations()
+    finally:
+        store.close()
+    docs: dict[EndpointKey, dict] = {}
+    for row in observations:
+        key = EndpointKey(row["host"], row["method"], row["path_template"])
+        docs[key] = merge_docs(docs[key], row["doc"]) if key in docs else row["doc"]
+    summaries = [EndpointSummary(key, int(doc.get("count", 0)), float(doc.get("first_seen", 0)),
+                                 float(doc.get("last_seen", 0)), doc)
+                 for key, doc in docs.items()]
+    summaries.sort(key=lambda s: (s.key.host, s.key.path_template, s.key.method))
+    return summaries
+
+
+def db_option(func):
+    from mirrorscope.cli import DEFAULT_DB
+
+    return click.option("--db", "db_url", default=DEFAULT_DB, show_default=True,
+                        envvar="MIRRORSCOPE_DB", help="SQLAlchemy database URL.")(func)
+
+
+@click.command("inventory")
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.option("--host", default=None, help="Only this host.")
+def inventory_command(db_url: str, fmt: str, host: str | None) -> None:
+    """The API inventory: endpoints with templates, parameters, auth and sensitive data."""
+    summaries = [s for s in merged_summaries(db_url) if host is None or s.key.host == host]
+    _, out = _consoles()
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"endpoints": [s.doc for s in summaries]}, default=str,
+                                    ensure_ascii=True) + "\n")
+        return
+    table = Table(title="API inventory")
+    for name in ("host", "method", "path template", "count", "status", "auth", "sensitive",
+                 "params"):
+        table.add_column(name, overflow="fold")
+    for s in summaries:
+        doc = s.doc
+        statuses = ",".join(sorted(str(code) for code in (doc.get("status_codes") or {})))
+        sensitive = ",".join(sorted({f"{x['type']}@{x['location']}"
+                                     for x in doc.get("sensitive") or []}))
+        params = ",".join(p["name"] for p in (doc.get("parameters") or [])[:8])
+        table.add_row(s.key.host, s.key.method, s.key.path_template, str(s.count), statuses,
+                      ",".join(doc.get("auth") or []), sensitive, params)
+    out.print(table)
+    out.print(f"{len(summaries)} endpoint(s)")
+
+
+@click.command("openapi")
+@db_option
+@click.option("--host", default=None, help="Only this host.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to FILE instead of standard output.")
+def openapi_command(db_url: str, host: str | None, output: Path | None) -> None:
+    """Export the observed API as an OpenAPI 3.1 document."""
+    from mirrorscope.analysis.openapi import export_openapi
+
+    document = json.dumps(export_openapi(merged_summaries(db_url), host=host), indent=2,
+                          default=str)
+    if output is None:
+        sys.stdout.write(document + "\n")
+    else:
+        output.write_text(document + "\n", encoding="utf-8")
+
+
+@click.command("diff")
+@db_option
+@click.option("--spec", "spec_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The documented API: OpenAPI 3.0/3.1, YAML or JSON.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def diff_command(db_url: str, spec_path: Path, fmt: str) -> None:
+    """Drift between observed traffic and a spec: shadow, zombie, unused, drift."""
+    from mirrorscope.analysis.inventory_errors import InventoryError
+    from mirrorscope.analysis.openapi import load_spec
+    from mirrorscope.analysis.openapi_diff import diff_against_spec
+
+    try:
+        spec = load_spec(spec_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, InventoryError) as exc:
+        _fail(f"{spec_path}: {exc}")
+        return
+    result = diff_against_spec(merged_summaries(db_url), spec)
+    _, out = _consoles()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result, default=str, ensure_ascii=True) + "\n")
+        return
+    table = Table(title=f"drift against {spec_path}")
+    for name in ("class", "host", "method", "path template", "detail"):
+        table.add_column(name, overflow="fold")
+    for category in ("shadow", "zombie", "unused", "drift"):
+        for entry in result.get(category, []):
+            detail = {k: v for k, v in entry.items()
+                      if k not in ("host", "method", "path_template")}
+            table.add_row(category, str(entry.get("host", "")), str(entry.get("method", "")),
+                          str(entry.get("path_template", "")),
+                          json.dumps(detail, default=str)[:160])
+    out.print(table)
+
+
+@click.command("findings")
+@db_option
+@click.option("--severity", type=click.Choice(SEVERITY_ORDER), default=None,
+              help="This severity and above.")
+@click.option("--kind", default=None, help="A kind or a dotted prefix (attack, api.pii_exposure).")
+@click.option("--owasp", default=None, help="An OWASP API Top 10 2023 category, e.g. API1:2023.")
+@click.option("--since", default=None, help="Last seen at or after: seconds ago (3600, 24h, 7d).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def findings_command(db_url: str, severity: str | None, kind: str | None, owasp: str | None,
+                     since: str | None, fmt: str) -> None:
+    """Security findings, each mapped to the OWASP API Security Top 10 (2023)."""
+    since_ts = None if since is None else time.time() - _seconds(since)
+    store = _analysis_store(db_url)
+    try:
+        rows = store.findings(min_severity=severity, kind=kind, owasp=owasp, since=since_ts)
+    finally:
+        store.close()
+    _, out = _consoles()
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"findings": rows}, default=str, ensure_ascii=True) + "\n")
+        return
+    rows.sort(key=lambda r: (-SEVERITY_ORDER.index(r["severity"]), r["kind"]))
+    table = Table(title="findings")
+    for name in ("id", "severity", "owasp", "kind", "endpoint", "client", "count", "why"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        ep = r.get("endpoint") or {}
+        endpoint = f"{ep.get('method', '')} {ep.get('host', '')}{ep.get('path_template', '')}"
+        top = (r["explanation"] or [])[:2]
+        why = "; ".join(f"{e.get('feature')}={e.get('value')}" for e in top)
+        table.add_row(str(r["id"]), r["severity"], r["owasp"], r["kind"], endpoint.strip(),
+                      r.get("client_ip") or "", str(r["count"]), why[:120])
+    out.print(table)
+    out.print(f"{len(rows)} finding(s)")
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        _fail(f"--since: {text!r} is not a duration (e.g. 3600, 30m, 24h, 7d)")
+        raise
+
+
+@click.command("baseline")
+@click.argument("pcaps", nargs=-1, required=True, type=click.Path(path_type=str))
+@db_option
+@click.option("--name", default="default", show_default=True, help="Model name to store.")
+def baseline_command(pcaps: tuple[str, ...], db_url: str, name: str) -> None:
+    """Learn a detection baseline from known-good captures and store the model (JSON)."""
+    from mirrorscope.pipeline import learn_baseline
+
+    err, out = _consoles()
+    try:
+        model_id, learned, errors = learn_baseline(list(pcaps), db_url=db_url, name=name)
+    except Exception as exc:  # a baseline that cannot be fitted is a usage error, not a crash
+        from mirrorscope.analysis.models_io import DetectionError
+
+        if not isinstance(exc, DetectionError):
+            raise
+        _fail(str(exc))
+        return
+    for message in errors:
+        err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    out.print(f"baseline {name!r} learned from {learned} transaction(s), stored as model "
+              f"#{model_id}")
+    if errors:
+        sys.exit(EXIT_BAD_INPUT)

@@ -1,0 +1,219 @@
+"""The live daemon's single database writer.
+
+It receives each worker's connection from the supervisor over a control socket
+(SCM_RIGHTS), writes every batch in one transaction, and closes the run when the
+supervisor says so, after every worker connection reached its end (or a deadline).
+It ignores SIGINT/SIGTERM: the supervisor orders the shutdown, so that records still in
+flight from the workers are written before the run is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from mirrorscope.daemon_ipc import Counters, Receiver
+
+log = logging.getLogger("mirrorscope.capture")
+
+CTRL_CONN = b"conn"
+CTRL_FINISH = b"finish"
+CTRL_DONE = b"done"
+CTRL_MAX = 1 << 20  # the finish message carries the run's stats as JSON
+
+
+@dataclass(slots=True)
+class WriterSetup:
+    """What the forked writer needs."""
+
+    ctrl: socket.socket  # SOCK_SEQPACKET to the supervisor
+    db_url: str
+    hmac_key: bytes
+    run_id: int
+    counters: Counters
+    store_raw: bool = False
+
+
+@dataclass(slots=True)
+class _StageTotals:
+    """Workers' final stage counters ("bye" messages), summed."""
+
+    workers: int = 0
+    decode: Counter[str] = field(default_factory=Counter)
+    tcp: Counter[str] = field(default_factory=Counter)
+    http: Counter[str] = field(default_factory=Counter)
+    anomalies: Counter[str] = field(default_factory=Counter)
+    unsupported: Counter[str] = field(default_factory=Counter)
+
+    def add(self, stats: dict[str, Any]) -> None:
+        self.workers += 1
+        for name in ("decode", "tcp", "http", "anomalies", "unsupported"):
+            total: Counter[str] = getattr(self, name)
+            for key, value in (stats.get(name) or {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    total[key] += value
+                elif isinstance(value, dict):  # e.g. flows_closed by reason
+                    for sub, count in value.items():
+                        if isinstance(count, int | float):
+                            total[f"{key}.{sub}"] += count
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workers_reported": self.workers,
+            "decode": dict(self.decode),
+            "tcp": dict(self.tcp),
+            "http": dict(self.http),
+            "anomalies": dict(self.anomalies),
+            "unsupported": dict(self.unsupported),
+        }
+
+
+def writer_main(setup: WriterSetup, close_in_child: list[Any]) -> None:
+    """Process entry point (after fork)."""
+    for obj in close_in_child:
+        with contextlib.suppress(OSError):
+            obj.close()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(_Writer(setup).run())
+
+
+class _Writer:
+    def __init__(self, setup: WriterSetup) -> None:
+        self.setup = setup
+        self.selector = selectors.DefaultSelector()
+        self.receivers: dict[int, Receiver] = {}
+        self.stages = _StageTotals()
+        self.counts = {"batches": 0, "records_written": 0, "records_failed": 0,
+                       "connections": 0, "corrupt_streams": 0}
+        self.finish: dict[str, Any] | None = None
+        self.deadline = 0.0
+        self.supervisor_gone = False
+
+    def run(self) -> int:
+        from mirrorscope.store.db import StoreError
+        from mirrorscope.store.repository import Store
+
+        setup = self.setup
+        try:
+            store = Store(setup.db_url, hmac_key=setup.hmac_key, store_raw=setup.store_raw)
+        except StoreError as exc:
+            log.error("writer: cannot open the database: %s", exc)
+            return 1
+        self.store = store
+        self.selector.register(setup.ctrl, selectors.EVENT_READ, None)
+        self._publish()
+        try:
+            while True:
+                for key, _events in self.selector.select(0.5):
+                    if key.data is None:
+                        self._control()
+                    else:
+                        self._drain(key.data)
+                self._publish()
+                if self.finish is not None and (
+                    not self.receivers or time.monotonic() >= self.deadline
+                ):
+                    break
+            return self._close_run()
+        finally:
+            store.close()
+
+    def _control(self) -> None:
+        ctrl = self.setup.ctrl
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(ctrl, CTRL_MAX, 4)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not message and not fds:
+            # The supervisor is gone: write what is in flight, then close the run.
+            self.selector.unregister(ctrl)
+            self.supervisor_gone = True
+            self.finish = {"error": "supervisor exited without a clean shutdown"}
+            self.deadline = time.monotonic() + 5.0
+            return
+        if message.startswith(CTRL_CONN):
+            for fd in fds:
+                sock = socket.socket(fileno=fd)
+                receiver = Receiver(sock)
+                self.receivers[fd] = receiver
+                self.selector.register(sock, selectors.EVENT_READ, receiver)
+                self.counts["connections"] += 1
+        elif message.startswith(CTRL_FINISH):
+            payload = json.loads(message[len(CTRL_FINISH):] or b"{}")
+            self.finish = payload
+            self.deadline = time.monotonic() + float(payload.get("timeout", 5.0))
+            for fd in fds:
+                os.close(fd)
+
+    def _drain(self, receiver: Receiver) -> None:
+        for message in receiver.read():
+            kind = message[0]
+            if kind == "batch":
+                self._write(message[1])
+            elif kind == "bye":
+                self.stages.add(message[2])
+        if receiver.eof:
+            if receiver.corrupt:
+                self.counts["corrupt_streams"] += 1
+                log.warning("writer: a worker connection ended mid-message (worker killed?)")
+            self.selector.unregister(receiver.sock)
+            self.receivers.pop(receiver.sock.fileno(), None)
+            receiver.sock.close()
+
+    def _write(self, records: list[Any]) -> None:
+        if not records:
+            return
+        try:
+            self.store.write_batch(self.setup.run_id, records)
+        except Exception as exc:  # a bad batch (or a store bug) must not stop the writer
+            self.counts["records_failed"] += len(records)
+            log.error("writer: %d records lost: %s", len(records), exc)
+            return
+        self.counts["batches"] += 1
+        self.counts["records_written"] += len(records)
+
+    def _publish(self) -> None:
+        values = dict(self.counts)
+        values["pid"] = os.getpid()
+        values["heartbeat"] = int(time.time())
+        self.setup.counters.write(0, values)
+
+    def _close_run(self) -> int:
+        from mirrorscope.store.db import StoreError
+
+        finish = self.finish or {}
+        # Connections still open at the deadline: their unread bytes are lost.
+        unfinished = len(self.receivers)
+        stats = dict(finish.get("stats") or {})
+        stats["stages"] = self.stages.as_dict()
+        stats["writer"] = dict(self.counts, connections_unfinished=unfinished)
+        self._publish()
+        error = finish.get("error")
+        try:
+            self.store.finish_run(
+                self.setup.run_id,
+                status="failed" if error else "complete",
+                stats=stats,
+                error=error,
+                ts_first=finish.get("ts_first"),
+                ts_last=finish.get("ts_last"),
+                finished_at=time.time(),
+            )
+        except StoreError as exc:
+            log.error("writer: cannot close the run: %s", exc)
+            return 1
+        if not self.supervisor_gone:
+            with contextlib.suppress(OSError):
+                self.setup.ctrl.send(CTRL_DONE)
+        return 0
