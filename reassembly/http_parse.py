@@ -39,6 +39,7 @@ __all__ = [
     "clip",
     "framing_values",
     "header_values",
+    "parse_clean_head",
     "parse_head",
     "parse_request_line",
     "parse_status_line",
@@ -630,6 +631,66 @@ def parse_head(
     return msg, anomalies
 
 
+# Fast path.  Nearly every head on real traffic is CRLF-only, free of control bytes and
+# obs-folds, with a canonical start line and "Name: value" fields.  Such a head is parsed
+# here in one decode and one split, and its header index (MessageHead.values) is built in
+# the same loop, at about a third of parse_head's cost.  Anything else returns None and
+# goes the careful way (parse_head), so the result is always the one parse_head gives.
+_CLEAN_REQUEST_LINE = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}) ([^ \t]+) (HTTP/(\d)\.(\d))", re.ASCII
+)
+_CLEAN_STATUS_LINE = re.compile(r"(HTTP/(\d)\.(\d)) (\d{3})(?:[ \t](.*))?", re.ASCII | re.DOTALL)
+
+
+def parse_clean_head(head: bytes, is_request: bool, limits: Limits) -> MessageHead | None:
+    """parse_head's result for a plain CRLF-only head (without its final CRLF CRLF), or None.
+
+    None means "not plain": the caller must use parse_head, which also flags what is odd.
+    The caller guarantees every CR and LF in ``head`` belongs to a CRLF.
+    """
+    # No line can exceed max_line, nor the fields max_headers; no control byte means no
+    # nonprintable anomaly and no NUL/VT/FF to trim from a name in the index.
+    if len(head) > limits.max_line or _CONTROL_RE.search(head) is not None:
+        return None
+    text = head.decode("latin-1")
+    # A blank or colon opening a line (obs-fold, empty name), a blank before a colon (name
+    # with trailing whitespace): parse_head flags those.  Checked once on the whole head.
+    if "\r\n " in text or "\r\n\t" in text or "\r\n:" in text or " :" in text or "\t:" in text:
+        return None
+    lines = text.split("\r\n")
+    if len(lines) > limits.max_headers:
+        return None
+    if is_request:
+        m = _CLEAN_REQUEST_LINE.fullmatch(lines[0])
+        if m is None:
+            return None
+        msg = MessageHead(True, m[1], m[2], m[3], version_tuple=(int(m[4]), int(m[5])))
+    else:
+        m = _CLEAN_STATUS_LINE.fullmatch(lines[0])
+        if m is None:
+            return None
+        reason = (m[5] or "").strip(" \t")
+        msg = MessageHead(False, version=m[1], status=int(m[4]), reason=reason,
+                          version_tuple=(int(m[2]), int(m[3])))  # fmt: skip
+    fields: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            return None  # a line without a colon: the careful path flags it
+        value = value.strip(" \t")
+        fields.append((name, value))
+        key = name.lower()
+        entry = index.get(key)
+        if entry is None:
+            index[key] = [value]
+        else:
+            entry.append(value)
+    msg.headers = fields
+    msg.index = index
+    return msg
+
+
 # ------------------------------------------------------------------------------ framing
 
 
@@ -1214,6 +1275,9 @@ class MessageParser:
                 head = bytes(work[i:end])
                 crlf = head.count(b"\r\n")
                 if head.count(b"\n") == crlf == head.count(b"\r"):
+                    plain = parse_clean_head(head, self.is_request, limits)
+                    if plain is not None:
+                        return self._complete_head(work, i, end + 4, parsed=(plain, []))
                     lines = head.split(b"\r\n")
                     if len(lines[0]) <= limits.max_line:
                         parsed = parse_head(lines, 0, self.is_request, limits, head)

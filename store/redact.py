@@ -8,7 +8,6 @@ value in the database, a false negative leaks a credential.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Iterable
@@ -70,7 +69,8 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 def fingerprint(value: str | bytes, key: bytes) -> str:
     """The redaction marker for one secret value: "[redacted hmac=<12 hex>]"."""
     data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
-    digest = hmac.new(key, data, hashlib.sha256).hexdigest()[:12]
+    # hmac.digest: the one-shot C path, same bytes as hmac.new(...).digest(), 3x cheaper.
+    digest = hmac.digest(key, data, "sha256").hex()[:12]
     return f"{MARK_PREFIX}{digest}]"
 
 
@@ -105,25 +105,50 @@ def is_sensitive_header(name: str) -> bool:
 # ------------------------------------------------------------------------- headers
 
 
+_H_TEXT = 0
+_H_CREDENTIALS = 1
+_H_COOKIE = 2
+_H_SET_COOKIE = 3
+_H_SECRET = 4
+_H_URL = 5
+
+
+@lru_cache(maxsize=4096)
+def _header_kind(name: str) -> int:
+    """How a header's value is redacted, decided once per distinct name (hot path)."""
+    lowered = name.lower()
+    if lowered in ("authorization", "proxy-authorization"):
+        return _H_CREDENTIALS
+    if lowered == "cookie":
+        return _H_COOKIE
+    if lowered == "set-cookie":
+        return _H_SET_COOKIE
+    if is_sensitive_header(lowered):
+        return _H_SECRET
+    if lowered in _URL_HEADERS:
+        return _H_URL
+    return _H_TEXT
+
+
+def redact_header_value(name: str, value: str, key: bytes) -> str:
+    """One header's value with credentials replaced by fingerprints (see redact_headers)."""
+    kind = _header_kind(name)
+    if kind == _H_TEXT:
+        return redact_text(value, key)
+    if kind == _H_CREDENTIALS:
+        return _redact_credentials(value, key)
+    if kind == _H_COOKIE:
+        return _redact_cookie(value, key)
+    if kind == _H_SET_COOKIE:
+        return _redact_set_cookie(value, key)
+    if kind == _H_SECRET:
+        return _hide(value, key) if value else value
+    return redact_uri(value, key)
+
+
 def redact_headers(headers: Iterable[tuple[str, str]], key: bytes) -> list[tuple[str, str]]:
     """Headers with credential values replaced by fingerprints; names and order kept."""
-    out: list[tuple[str, str]] = []
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in ("authorization", "proxy-authorization"):
-            value = _redact_credentials(value, key)
-        elif lowered == "cookie":
-            value = _redact_cookie(value, key)
-        elif lowered == "set-cookie":
-            value = _redact_set_cookie(value, key)
-        elif is_sensitive_header(lowered):
-            value = _hide(value, key) if value else value
-        elif lowered in _URL_HEADERS:
-            value = redact_uri(value, key)
-        else:
-            value = redact_text(value, key)
-        out.append((name, value))
-    return out
+    return [(name, redact_header_value(name, value, key)) for name, value in headers]
 
 
 _AUTH_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9._-]*)\s+(\S.*?)\s*$", re.DOTALL)
@@ -281,17 +306,17 @@ def _skip_ws(data: bytes, index: int) -> int:
 
 def _json_string_end(data: bytes, start: int) -> int:
     """Offset of the closing quote of the string whose content starts at start."""
+    # bytes.find rather than a byte loop: JSON strings holding tokens run to hundreds of
+    # bytes, and this is called once per sensitive key.
     index = start
-    length = len(data)
-    while index < length:
-        char = data[index]
-        if char == 0x5C:  # backslash: skip the escaped byte
-            index += 2
-            continue
-        if char == 0x22:
-            return index
-        index += 1
-    return length  # cut off by the end of the head
+    while True:
+        quote = data.find(b'"', index)
+        if quote < 0:
+            return len(data)  # cut off by the end of the head
+        backslash = data.find(b"\\", index, quote)
+        if backslash < 0:
+            return quote
+        index = backslash + 2  # skip the escaped byte (maybe this very quote)
 
 
 def _json_value_end(data: bytes, start: int) -> int:
@@ -441,6 +466,26 @@ def _redact_bytes(data: bytes, key: bytes) -> bytes:
     return _apply(data, _value_edits(data, lowered, key) + _name_edits(data, lowered, key), key)
 
 
+# Fast path.  Almost every header value, reason phrase and anomaly detail holds no secret,
+# yet running the detectors costs ~3-7 µs per value (a dozen values per message).  Two
+# searches for what any detector needs before it can fire -- a trigger fragment of a
+# sensitive name (PEM's "PRIVATE KEY" holds "key") or a JWT/bearer marker in the
+# lowercased text, a 13+ character digit run -- settle most values in ~0.6 µs.  The
+# screen may match where no detector edits (that only costs time); it never misses:
+# every detector's match contains one of these.  str.lower() lowers ASCII exactly as
+# bytes.lower() does on the UTF-8 encoding (non-ASCII encodes to bytes >= 0x80, and
+# lowering non-ASCII characters can only add candidate matches).
+_SCREEN_WORDS = re.compile(
+    "|".join(re.escape(t.decode("ascii")) for t in (*_TRIGGERS, b"bearer", b"eyj"))
+)
+_SCREEN_DIGITS = re.compile(_DIGIT_RUN.pattern.decode("ascii"), re.ASCII)
+
+
+def _may_hold_secret(text: str) -> bool:
+    """False when no detector of _redact_bytes can match text (see _SCREEN_WORDS)."""
+    return _SCREEN_WORDS.search(text.lower()) is not None or _SCREEN_DIGITS.search(text) is not None
+
+
 def redact_body(head: bytes, key: bytes, *, truncated: bool = False) -> bytes:
     """Redact secrets in a body head: JSON/form/multipart/XML keys, cards, JWTs, PEM keys.
 
@@ -461,8 +506,8 @@ def redact_body(head: bytes, key: bytes, *, truncated: bool = False) -> bytes:
 
 def redact_text(text: str, key: bytes) -> str:
     """Redact secrets in free text (header values, URI paths, anomaly details, errors)."""
-    if not text:
-        return text
+    if not text or not _may_hold_secret(text):
+        return text  # nothing any detector could match (see _SCREEN_WORDS)
     data = text.encode("utf-8", "surrogatepass")
     out = _redact_bytes(data, key)
     return text if out is data else out.decode("utf-8", "surrogatepass")

@@ -38,7 +38,12 @@ from mirrorscope.store.models import (
     Connection,
     Transaction,
 )
-from mirrorscope.store.redact import redact_body, redact_headers, redact_text, redact_uri
+from mirrorscope.store.redact import (
+    redact_body,
+    redact_header_value,
+    redact_text,
+    redact_uri,
+)
 from mirrorscope.store.sanitize import safe_optional, safe_text
 
 T = TypeVar("T")
@@ -50,6 +55,15 @@ WRITE_ATTEMPTS = 4
 RETRY_BASE_DELAY = 0.05  # seconds, doubled per attempt
 DEFAULT_MAX_BODY_HEAD = 64 * 1024
 FINAL_STATUSES = ("complete", "failed")
+# Redaction is a pure function of (value, key), and traffic repeats itself: the same cookie
+# and bearer token on every request of a session, the same Server/Content-Type pairs, the
+# same static asset or error body.  Each Store remembers recent results so a repeat costs a
+# dict lookup instead of the detectors and an HMAC.  Both caches are bounded (dropped whole
+# when full) and hold only short header values and mid-sized bodies.
+_HEADER_CACHE_ENTRIES = 4096
+_HEADER_CACHE_MAX_VALUE = 512  # characters
+_BODY_CACHE_BYTES = 8 << 20  # keys plus results
+_BODY_CACHE_MIN = 1024  # smaller bodies are cheap to redact; not worth keeping
 
 # The public JSONL contract of iter_transactions, in output order.
 TRANSACTION_KEYS = (
@@ -139,6 +153,9 @@ class Store:
         self._store_raw = store_raw
         self._key = hmac_key if hmac_key is not None else os.urandom(32)
         self._max_body_head = max_body_head
+        self._header_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._body_cache: dict[tuple[bytes, bool], bytes] = {}
+        self._body_cache_bytes = 0
         # Without upgrade the caller only means to use an existing database: never create.
         self._engine: Engine = make_engine(url, create=upgrade)
         self._postgres = self._engine.dialect.name == "postgresql"
@@ -221,7 +238,39 @@ class Store:
         return safe_text(value if self._store_raw else redact_text(value, self._key))
 
     def _headers(self, headers: Headers) -> list[tuple[str, str]]:
-        return list(headers) if self._store_raw else redact_headers(headers, self._key)
+        """redact_headers(headers), through the per-Store cache of redacted pairs."""
+        if self._store_raw:
+            return list(headers)
+        cache = self._header_cache
+        out: list[tuple[str, str]] = []
+        for pair in headers:
+            redacted = cache.get(pair)
+            if redacted is None:
+                name, value = pair
+                redacted = (name, redact_header_value(name, value, self._key))
+                if len(value) <= _HEADER_CACHE_MAX_VALUE:
+                    if len(cache) >= _HEADER_CACHE_ENTRIES:
+                        cache.clear()
+                    cache[pair] = redacted
+            out.append(redacted)
+        return out
+
+    def _redacted_body(self, head: bytes, truncated: bool) -> bytes:
+        """redact_body(head), through the per-Store cache of redacted bodies."""
+        if len(head) < _BODY_CACHE_MIN:
+            return redact_body(head, self._key, truncated=truncated)
+        cache_key = (head, truncated)
+        redacted = self._body_cache.get(cache_key)
+        if redacted is None:
+            redacted = redact_body(head, self._key, truncated=truncated)
+            size = len(head) + len(redacted)
+            if self._body_cache_bytes + size > _BODY_CACHE_BYTES:
+                self._body_cache.clear()
+                self._body_cache_bytes = 0
+            if size <= _BODY_CACHE_BYTES:
+                self._body_cache[cache_key] = redacted
+                self._body_cache_bytes += size
+        return redacted
 
     def _body_head(self, body: HttpBody) -> bytes | None:
         head = body.head
@@ -229,7 +278,7 @@ class Store:
             return None
         if not self._store_raw:
             truncated = len(head) < body.length or not body.complete
-            head = redact_body(head, self._key, truncated=truncated)
+            head = self._redacted_body(head, truncated)
         # Cap after redaction: cutting first could split a secret past recognition.
         return head[: self._max_body_head] or None
 
