@@ -36,6 +36,8 @@ from mirrorscope.store.models import (
     AnomalyRow,
     CaptureRun,
     Connection,
+    EndpointObservation,
+    FindingOccurrence,
     Transaction,
 )
 from mirrorscope.store.redact import (
@@ -767,7 +769,8 @@ def _require_run(conn: DbConnection, run_id: int, *, running: bool = False) -> s
 
 def _delete_run_rows(conn: DbConnection, run_id: int) -> None:
     """Remove everything a run wrote (children before the rows they reference)."""
-    for table in (Transaction, AnomalyRow, AnomalyCount, Connection):
+    for table in (Transaction, AnomalyRow, AnomalyCount, Connection, EndpointObservation,
+                  FindingOccurrence):
         conn.execute(delete(table).where(table.run_id == run_id))
 
 

@@ -175,11 +175,6 @@ def test_begin_run_deletes_older_duplicate_runs_with_their_results(db_url: str) 
             assert [f["count"] for f in analysis.findings()] in ([], [1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store._delete_run_rows does not yet delete endpoint_observations and "
-    "finding_occurrences of the run that begin_run reuses (needs the repository.py change)",
-)
 def test_begin_run_clears_the_reused_runs_results(db_url: str) -> None:
     with Store(db_url) as store:
         run_id = store.begin_run(source="r.pcap", sha256="f" * 64, size=1, started_at=1.0)
