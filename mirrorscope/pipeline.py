@@ -31,6 +31,7 @@ from mirrorscope.model import (
     Finding,
     HttpTransaction,
     RawFrame,
+    StreamData,
     StreamGap,
 )
 from mirrorscope.reassembly.http1 import HttpObserver
@@ -191,28 +192,31 @@ class Analyzer:
 
     def _stream_events(self, events: Iterable[object], out: list[object]) -> None:
         http = self.http
+        stats = self.stats
         for event in events:
-            if isinstance(event, Anomaly):
-                self._anomaly(event, out)
-                continue
-            if isinstance(event, ConnectionOpened):
-                self.stats.flows += 1
+            kind = type(event)
+            # Most events are in-order data: test for it first, with one type() lookup.
+            if kind is not StreamData:
+                if kind is Anomaly:
+                    self._anomaly(event, out)  # type: ignore[arg-type]
+                    continue
+                if kind is ConnectionOpened:
+                    stats.flows += 1
+                    out.append(event)
+                elif kind is StreamGap:
+                    stats.gaps += 1
+                    stats.gap_bytes += event.length  # type: ignore[attr-defined]
+            if http is not None:
+                for result in http.feed(event):  # type: ignore[arg-type]
+                    if type(result) is HttpTransaction:
+                        stats.transactions += 1
+                        out.append(result)
+                    else:
+                        self._anomaly(result, out)  # type: ignore[arg-type]
+            if kind is ConnectionClosed:
+                # After the HTTP layer flushed the connection's last transactions, so the
+                # connection's final accounting lands after everything it carried.
                 out.append(event)
-            elif isinstance(event, ConnectionClosed):
-                out.append(event)
-            elif isinstance(event, StreamGap):
-                self.stats.gaps += 1
-                self.stats.gap_bytes += event.length
-            if http is None:
-                continue
-            for result in http.feed(event):  # type: ignore[arg-type]
-                if isinstance(result, Anomaly):
-                    self._anomaly(result, out)
-                else:
-                    self.stats.transactions += 1
-                    out.append(result)
-            # ConnectionClosed goes to the store after the HTTP layer flushed its last
-            # transactions, so the connection row is complete when they land.
 
 
 def transactions_from_pcap(path: str | os.PathLike[str]) -> list[HttpTransaction]:
