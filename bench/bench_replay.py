@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
-STAGES = ("dpkt", "dpkt-objects", "tshark", "decode", "tcp", "http", "store")
+STAGES = ("dpkt", "dpkt-objects", "tshark", "decode", "tcp", "http", "analysis", "store")
 DESCRIPTIONS = {
     "dpkt": "dpkt.pcap.Reader iteration only (floor)",
     "dpkt-objects": "dpkt + Ethernet/IP/TCP objects",
@@ -31,6 +31,7 @@ DESCRIPTIONS = {
     "decode": "mirrorscope decode",
     "tcp": "+ TCP reassembly",
     "http": "+ HTTP/1.x",
+    "analysis": "+ inventory and detection",
     "store": "+ store (temp SQLite)",
 }
 
@@ -169,7 +170,7 @@ def report(path: Path, results: dict[str, dict[str, object]]) -> str:
                      f"{size / 1e6 / seconds:>8.1f}{_fmt_rate(tps):>10}{rss:>8.0f}MB"
                      f"{x_floor:>9}{x_tshark:>9}")
     lines.append("x floor / x tshark: wall time relative to that row (higher = slower).")
-    for stage in ("tshark", "http", "store"):
+    for stage in ("tshark", "http", "analysis", "store"):
         found = results.get(stage, {}).get("transactions")
         if exchanges and found is not None and found != exchanges:
             lines.append(f"note: {stage} found {found} transactions, the client made {exchanges}")
