@@ -237,9 +237,10 @@ def _register_analysis_commands() -> None:
         inventory_command,
         openapi_command,
     )
+    from mirrorscope.cli_capture import capture_command
 
     for command in (inventory_command, openapi_command, diff_command, findings_command,
-                    baseline_command):
+                    baseline_command, capture_command):
         main.add_command(command)
 
 

@@ -19,6 +19,7 @@ within ``shutdown_timeout`` seconds, after which stragglers are killed.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -172,6 +173,9 @@ class _Supervisor:
                 raise DaemonError(f"--metrics-port {config.metrics_port}: {exc.strerror}") from exc
         self._drop_privileges()
         self.run_id = self._begin_run(key)
+        # Everything loaded so far is shared with the children copy-on-write; keep the
+        # collector from touching (and so copying) it in every process.
+        gc.freeze()
         self._start_writer(key)
         for slot in self.slots:
             self._start_worker(slot)
@@ -365,6 +369,12 @@ class _Supervisor:
 
     def _sample(self) -> dict[str, Any]:
         """Read kernel and worker counters into totals; refresh the metrics snapshot."""
+        iface = self.config.capture.iface
+        if self.failure is None and not Path("/sys/class/net", iface).exists():
+            # A deleted interface never comes back to these sockets (a downed one does):
+            # exit with an error so that the service manager starts us afresh.
+            self.failure = f"interface {iface} disappeared"
+            log.error("%s: stopping", self.failure)
         workers = []
         for slot in self.slots:
             try:
@@ -491,6 +501,7 @@ class _Supervisor:
             "capture_loss": round(totals.get("acks_above_gap", 0) / acks, 6) if acks else 0.0,
             "records_sent": totals.get("records_sent", 0),
             "records_dropped": totals.get("records_dropped", 0),
+            "socket_errors": totals.get("socket_errors", 0),
             "workers": config.workers,
             "worker_restarts": self.restarts,
             "workers_killed": self.killed,

@@ -43,6 +43,7 @@ WORKER_FIELDS = (
     "records_sent",
     "records_dropped",  # dropped because the writer fell behind (buffer full)
     "pending_bytes",  # bytes waiting in the worker's send buffer
+    "socket_errors",  # capture socket errors (link down)
     "ts_first_us",
     "ts_last_us",
 )

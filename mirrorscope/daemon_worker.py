@@ -33,7 +33,7 @@ FLUSH_EVERY = 0.5  # seconds: records leave at least this often
 BATCH = 2000  # records per message
 PUBLISH_EVERY = 0.5  # seconds between counter updates
 TICK_EVERY = 1.0  # wall-clock seconds between idle expiry sweeps
-DRAIN_READ_TIMEOUT = 0.15  # > the ring's block timeout: a partly filled block is handed over
+DRAIN_READ_TIMEOUT = 0.25  # > the block timeout (100 ms): partly filled blocks come too
 
 
 @dataclass(slots=True)
@@ -165,11 +165,12 @@ def _ship(sender: Sender, records: list[object], published: _Published) -> None:
 class _Published:
     """The worker's counters as the supervisor sees them (shared memory)."""
 
-    __slots__ = ("counters", "index", "records_dropped", "records_sent")
+    __slots__ = ("counters", "index", "records_dropped", "records_sent", "source")
 
     def __init__(self, setup: WorkerSetup) -> None:
         self.counters = setup.counters
         self.index = setup.index
+        self.source = setup.source
         self.records_sent = 0
         self.records_dropped = 0
         self.counters.clear(self.index)
@@ -194,6 +195,7 @@ class _Published:
             "records_sent": self.records_sent,
             "records_dropped": self.records_dropped,
             "pending_bytes": sender.pending,
+            "socket_errors": self.source.errors,
             "ts_first_us": int(ts_first * 1e6),
             "ts_last_us": int(ts_last * 1e6),
         })

@@ -167,6 +167,12 @@ class Analyzer:
             self._next_expire = ts + EXPIRE_EVERY_SECONDS
             self._expire(ts, out)
 
+    def tick(self, now: float, out: list[object]) -> None:
+        """Run timeouts at ``now`` without a packet (live capture on a quiet link)."""
+        if now > self._last_ts:
+            self._last_ts = now
+        self._expire(now, out)
+
     def _expire(self, now: float, out: list[object]) -> None:
         for item in self.decoder.expire(now):
             self._anomaly(item, out)

@@ -1,0 +1,63 @@
+"""A real HTTP server and client across a veth pair, captured by `mirrorscope capture`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from live_support import HERE, capture, db_directory, in_netns, read_store, run_json, veth_link
+
+pytestmark = pytest.mark.usefixtures("live")
+
+PORT = "8080"
+
+
+def _key(entry: dict[str, object]) -> tuple[object, ...]:
+    return (entry["method"], entry["uri"], entry["status"], entry["request_body_len"],
+            entry["response_body_len"])
+
+
+def test_live_transactions_equal_the_client_log() -> None:
+    """Two workers (fanout hash), a kernel filter, privilege drop: every exchange recorded."""
+    with veth_link("http") as link, db_directory() as folder:
+        db = folder / "live.db"
+        server = subprocess.Popen(
+            in_netns(link.left_ns, sys.executable, str(HERE / "http_server.py"), link.left_ip,
+                     PORT), stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "listening"
+            with capture(link.right_ns, link.right_if, db, "--workers", "2", "--duration", "6",
+                         "--bpf", f"tcp port {PORT}") as daemon:
+                # 12 connections x 6 requests: GETs up to 3 kB, POSTs, 404s.
+                log = run_json(in_netns(link.right_ns, sys.executable,
+                                        str(HERE / "http_client.py"), link.left_ip, PORT,
+                                        "12", "6"))
+                # Traffic the filter must keep out of the kernel buffers entirely.
+                subprocess.run(in_netns(link.right_ns, sys.executable, "-c",
+                                        "import socket; s = socket.socket(2, 2); "
+                                        f"[s.sendto(b'u' * 100, ('{link.left_ip}', 9)) "
+                                        "for _ in range(50)]"), check=True)
+                assert daemon.wait(timeout=20) == 0, daemon.log()
+        finally:
+            server.kill()
+            server.wait()
+        transactions, runs = read_store(db)
+    assert isinstance(log, list) and len(log) == 72
+    assert Counter(_key(t) for t in transactions) == Counter(_key(e) for e in log)
+    assert all(t["server_ip"] == link.left_ip and t["server_port"] == int(PORT)
+               for t in transactions)
+    assert all(not t["partial"] for t in transactions)
+    (run,) = runs
+    assert run["status"] == "complete"
+    assert run["source"] == f"iface:{link.right_if}"
+    assert run["transactions"] == 72
+    stats = run["stats"]
+    assert stats["kernel"]["drops"] == 0
+    assert stats["workers"] == 2
+    assert stats["stages"]["workers_reported"] == 2
+    # Only TCP port 8080 passed the kernel filter: not one UDP datagram was analysed.
+    assert stats["stages"]["decode"].get("udp", 0) == 0
+    assert stats["packets"] == stats["kernel"]["packets"]
+    assert stats["identity"]["uid"] != 0
