@@ -17,6 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from mirrorscope import __version__
 
@@ -28,6 +29,12 @@ err = Console(stderr=True)
 out = Console(markup=False, emoji=False, highlight=False)
 if not out.is_terminal:  # piped or captured: rich would wrap tables at 80 columns
     out = Console(width=160, markup=False, emoji=False, highlight=False)
+
+
+def print_error(message: object) -> None:
+    """One line on stderr: wire or file text is never read as markup, newlines are folded."""
+    text = " ".join(str(message).split())
+    err.print(Text.assemble(("error:", "red"), " ", text), soft_wrap=True, highlight=False)
 
 
 def _db_option(func):
@@ -48,7 +55,7 @@ def _open_store(db_url: str, **kwargs: object):
     try:
         return Store(db_url, **kwargs)
     except StoreError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         sys.exit(EXIT_BAD_INPUT)
 
 
@@ -67,15 +74,20 @@ def main() -> None:
               default="store",
               show_default=True, help="Last stage to run (for profiling).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="The documented API (OpenAPI 3.0/3.1, YAML or JSON): adds shadow and zombie "
+                   "endpoint findings.")
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
-           no_progress: bool) -> None:
+           no_progress: bool, spec_path: str | None) -> None:
     """Replay pcap/pcapng files (optionally gzip-compressed) into the database."""
     from mirrorscope.keys import KeyFileError
     from mirrorscope.pipeline import ReplayOptions
     from mirrorscope.pipeline import replay as run_replay
     from mirrorscope.store.db import StoreError
 
-    options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw)
+    spec = _read_spec(spec_path) if spec_path else None
+    options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw,
+                            spec=spec)
     show = not no_progress and err.is_terminal
     try:
         if show:
@@ -83,12 +95,25 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
         else:
             stats = run_replay(list(pcaps), options)
     except (StoreError, KeyFileError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         sys.exit(EXIT_BAD_INPUT)
     _print_summary(stats)
     for message in stats.errors:
-        err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+        print_error(message)
     if stats.errors:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _read_spec(path: str) -> dict:
+    """A user's OpenAPI document, or a one-line error and exit code 2."""
+    from mirrorscope.analysis.inventory_errors import InventoryError
+    from mirrorscope.analysis.openapi import load_spec
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return load_spec(handle.read())
+    except (OSError, UnicodeDecodeError, InventoryError) as exc:
+        print_error(f"{path}: {exc}")
         sys.exit(EXIT_BAD_INPUT)
 
 
@@ -224,7 +249,7 @@ def db_upgrade(db_url: str) -> None:
         engine = make_engine(db_url)
         upgrade(engine)
     except StoreError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         sys.exit(EXIT_BAD_INPUT)
     out.print("database schema is up to date")
 

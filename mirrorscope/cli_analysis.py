@@ -23,8 +23,9 @@ def _consoles():
 
 
 def _fail(message: str) -> None:
-    err, _ = _consoles()
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from mirrorscope.cli import print_error
+
+    print_error(message)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -204,7 +205,7 @@ def baseline_command(pcaps: tuple[str, ...], db_url: str, name: str) -> None:
     """Learn a detection baseline from known-good captures and store the model (JSON)."""
     from mirrorscope.pipeline import learn_baseline
 
-    err, out = _consoles()
+    _, out = _consoles()
     try:
         model_id, learned, errors = learn_baseline(list(pcaps), db_url=db_url, name=name)
     except Exception as exc:  # a baseline that cannot be fitted is a usage error, not a crash
@@ -214,8 +215,10 @@ def baseline_command(pcaps: tuple[str, ...], db_url: str, name: str) -> None:
             raise
         _fail(str(exc))
         return
+    from mirrorscope.cli import print_error
+
     for message in errors:
-        err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+        print_error(message)
     out.print(f"baseline {name!r} learned from {learned} transaction(s), stored as model "
               f"#{model_id}")
     if errors:

@@ -217,3 +217,31 @@ def test_inventory_findings_openapi_and_diff(tmp_path: Path) -> None:
     again = json.loads(_run("findings", "--db", _db(tmp_path), "--format", "json")[1])
     assert sorted((f["kind"], f["count"]) for f in again["findings"]) == \
         sorted((f["kind"], f["count"]) for f in findings)
+
+
+def test_replay_with_a_spec_reports_shadow_endpoints(tmp_path: Path) -> None:
+    """Endpoints in traffic but not in the user's spec become api.shadow_endpoint findings."""
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "documented part of the lab API", "version": "1"},
+        "paths": {"/api/v1/login": {"post": {"responses": {"200": {"description": "ok"}}}}},
+    }
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    code, _, err = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress",
+                        "--spec", str(spec_path))
+    assert code == 0, err
+    found = json.loads(_run("findings", "--db", _db(tmp_path), "--kind", "api.shadow_endpoint",
+                            "--format", "json")[1])["findings"]
+    shadowed = {(f["endpoint"]["method"], f["endpoint"]["path_template"]) for f in found}
+    assert ("GET", "/api/v1/users/me") in shadowed
+    assert ("POST", "/api/v1/login") not in shadowed
+
+
+def test_bad_spec_is_a_one_line_error(tmp_path: Path) -> None:
+    """An unreadable spec: exit 2 with the file named."""
+    bad = tmp_path / "spec.yaml"
+    bad.write_text("{ this is: [not valid")
+    code, _, err = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress",
+                        "--spec", str(bad))
+    assert code == 2 and str(bad) in _error_line(err)
