@@ -245,3 +245,21 @@ def test_bad_spec_is_a_one_line_error(tmp_path: Path) -> None:
     code, _, err = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress",
                         "--spec", str(bad))
     assert code == 2 and str(bad) in _error_line(err)
+
+
+ATTACK = REPO / "pcaps" / "attack" / "attack.pcap"
+
+
+def test_baseline_then_replay_scores_with_the_model(tmp_path: Path) -> None:
+    """'baseline' stores a JSON model; a later replay loads it and still runs the rules."""
+    code, out, err = _run("baseline", str(DEMO), "--db", _db(tmp_path))
+    assert code == 0, err
+    assert f"learned from {_demo_requests()} transaction(s)" in " ".join(out.split())
+    with sqlite3.connect(tmp_path / "ms.db") as conn:
+        (params,) = conn.execute("SELECT params FROM detector_models").fetchone()
+    assert json.loads(params)["format"]  # plain JSON, never a pickle
+    assert _run("replay", str(ATTACK), "--db", _db(tmp_path), "--no-progress")[0] == 0
+    found = json.loads(_run("findings", "--db", _db(tmp_path), "--format", "json")[1])
+    by_client = {(f["kind"], f["client_ip"]) for f in found["findings"]}
+    # pcaps/attack/make_attack.py: 127.0.0.8 is the injection attacker.
+    assert ("attack.sqli", "127.0.0.8") in by_client
