@@ -27,6 +27,7 @@ _EXTRA_MODULES = (
     "multiprocessing.connection",
     "mirrorscope.reassembly.http_oracle",
     "mirrorscope.store.repository",
+    "mirrorscope.store.analysis_repo",
     "mirrorscope.store.migrate",
     "sqlalchemy.dialects.sqlite.pysqlite",
 )
@@ -59,6 +60,12 @@ def _analyse_warmup_exchange() -> list[object]:
     for ts, data in _warmup_frames():
         analyzer.feed(RawFrame(ts, 1, data, len(data)), out)
     analyzer.finish(out)
+    # The writer runs inventory and detection on these records after the drop: warm them up.
+    from mirrorscope.pipeline import RunAnalysis
+
+    analysis = RunAnalysis(b"warm-up key")
+    analysis.observe(out)
+    analysis.finish(time.time())
     return out
 
 

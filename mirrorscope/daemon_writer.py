@@ -32,6 +32,9 @@ CTRL_DONE = b"done"
 CTRL_MAX = 1 << 20  # the finish message carries the run's stats as JSON
 
 
+ANALYSIS_PERSIST_SECONDS = 60.0  # how often a live run's endpoints and findings are stored
+
+
 @dataclass(slots=True)
 class WriterSetup:
     """What the forked writer needs."""
@@ -111,6 +114,7 @@ class _Writer:
             log.error("writer: cannot open the database: %s", exc)
             return 1
         self.store = store
+        self._start_analysis()
         self.selector.register(setup.ctrl, selectors.EVENT_READ, None)
         self._publish()
         try:
@@ -121,6 +125,8 @@ class _Writer:
                     else:
                         self._drain(key.data)
                 self._publish()
+                if time.monotonic() >= self.next_persist:
+                    self._persist_analysis(final=False)
                 if self.finish is not None and (
                     not self.receivers or time.monotonic() >= self.deadline
                 ):
@@ -171,9 +177,46 @@ class _Writer:
             self.receivers.pop(receiver.sock.fileno(), None)
             receiver.sock.close()
 
+    def _start_analysis(self) -> None:
+        """Inventory and detection run here: the one process that sees every worker's flows."""
+        from mirrorscope.pipeline import RunAnalysis, load_detection_model
+
+        setup = self.setup
+        try:
+            model = load_detection_model(setup.db_url, "default", setup.hmac_key)
+        except Exception as exc:  # a bad stored model: run the rules without it
+            log.error("writer: detection model not loaded, rules only: %s", exc)
+            model = None
+        self.analysis = RunAnalysis(setup.hmac_key, model=model)
+        # Kept apart from self.counts, whose fields the shared-memory counters fix.
+        self.analysis_counts = {"endpoints": 0, "findings": 0, "errors": 0}
+        self.next_persist = time.monotonic() + ANALYSIS_PERSIST_SECONDS
+
+    def _persist_analysis(self, *, final: bool) -> None:
+        """Store the endpoints and findings so far; the last call closes every window."""
+        from mirrorscope.pipeline import store_analysis
+
+        self.next_persist = time.monotonic() + ANALYSIS_PERSIST_SECONDS
+        try:
+            if final:
+                summaries, findings = self.analysis.finish(time.time())
+            else:
+                summaries, findings = self.analysis.snapshot()
+            store_analysis(self.setup.db_url, self.setup.run_id, summaries, findings)
+            self.analysis_counts["endpoints"] = len(summaries)
+            self.analysis_counts["findings"] = len(findings)
+        except Exception as exc:  # analysis must never stop the writer
+            self.analysis_counts["errors"] += 1
+            log.error("writer: inventory/findings not stored: %s", exc)
+
     def _write(self, records: list[Any]) -> None:
         if not records:
             return
+        try:
+            self.analysis.observe(records)
+        except Exception as exc:  # a bad record must not stop the writer
+            self.analysis_counts["errors"] += 1
+            log.error("writer: analysis skipped a batch: %s", exc)
         try:
             self.store.write_batch(self.setup.run_id, records)
         except Exception as exc:  # a bad batch (or a store bug) must not stop the writer
@@ -193,11 +236,13 @@ class _Writer:
         from mirrorscope.store.db import StoreError
 
         finish = self.finish or {}
+        self._persist_analysis(final=True)
         # Connections still open at the deadline: their unread bytes are lost.
         unfinished = len(self.receivers)
         stats = dict(finish.get("stats") or {})
         stats["stages"] = self.stages.as_dict()
         stats["writer"] = dict(self.counts, connections_unfinished=unfinished)
+        stats["analysis"] = dict(self.analysis_counts)
         self._publish()
         error = finish.get("error")
         try:

@@ -345,33 +345,48 @@ class RunAnalysis:
             elif isinstance(item, Anomaly):
                 found += detector.feed_anomaly(item)
 
-    def finish(self, now: float) -> tuple[list[EndpointSummary], list[tuple[Finding, float]]]:
-        """Close every window: the endpoints, and findings with their aggregation window."""
-        self._findings += self.detector.flush(math.inf)
+    def snapshot(self) -> tuple[list[EndpointSummary], list[tuple[Finding, float]]]:
+        """The endpoints so far, and findings of closed windows with their window start.
+
+        Storing a snapshot again for the same run replaces the earlier one (per-run rows),
+        so a live sensor can persist one every interval.
+        """
         window = self._window
         keyed = [(f, math.floor(f.ts_first / window) * window) for f in self._findings]
         keyed += [(f, 0.0) for f in self.inventory.findings()]  # one per endpoint, whole run
         return self.inventory.summaries(), keyed
+
+    def finish(self, now: float) -> tuple[list[EndpointSummary], list[tuple[Finding, float]]]:
+        """Close every window: the endpoints, and findings with their aggregation window."""
+        self._findings += self.detector.flush(math.inf)
+        return self.snapshot()
 
 
 def _load_model(options: ReplayOptions, store: object | None) -> DetectionModel | None:
     """The learned detection model, when a baseline was stored (rules run regardless)."""
     if options.db_url is None and store is None:
         return None
+    return load_detection_model(options.db_url or DEFAULT_DB, options.model_name,
+                                _hmac_key(options))
+
+
+def load_detection_model(db_url: str, name: str, hmac_key: bytes) -> DetectionModel | None:
+    """The stored detection model called ``name``, or None when no baseline was learned."""
     from mirrorscope.store.analysis_repo import AnalysisStore
 
-    with AnalysisStore(options.db_url or DEFAULT_DB) as analysis_store:
-        record = analysis_store.load_model(options.model_name, kind="detection")
+    with AnalysisStore(db_url) as analysis_store:
+        record = analysis_store.load_model(name, kind="detection")
     if record is None:
         return None
-    return DetectionModel.from_json(json.dumps(record["params"]), hmac_key=_hmac_key(options))
+    return DetectionModel.from_json(json.dumps(record["params"]), hmac_key=hmac_key)
 
 
-def _store_analysis(options: ReplayOptions, run_id: int, summaries: list[EndpointSummary],
-                    findings: list[tuple[Finding, float]]) -> None:
+def store_analysis(db_url: str, run_id: int, summaries: list[EndpointSummary],
+                   findings: list[tuple[Finding, float]]) -> None:
+    """Persist one run's endpoints and findings (replacing what the run stored before)."""
     from mirrorscope.store.analysis_repo import AnalysisStore
 
-    with AnalysisStore(options.db_url or DEFAULT_DB) as analysis_store:
+    with AnalysisStore(db_url) as analysis_store:
         analysis_store.replace_endpoints(run_id, summaries)
         analysis_store.upsert_findings(run_id, findings)
 
@@ -440,7 +455,7 @@ def _replay_one(
         stats.endpoints = len(summaries)
         stats.findings.update(f.kind for f, _ in findings)
         if store is not None and run_id is not None:
-            _store_analysis(options, run_id, summaries, findings)
+            store_analysis(options.db_url or DEFAULT_DB, run_id, summaries, findings)
     _accumulate(total, stats)
     if store is not None and run_id is not None:
         store.finish_run(

@@ -9,6 +9,8 @@ from collections import Counter
 import pytest
 from live_support import HERE, capture, db_directory, in_netns, read_store, run_json, veth_link
 
+from mirrorscope.store.analysis_repo import AnalysisStore
+
 pytestmark = pytest.mark.usefixtures("live")
 
 PORT = "8080"
@@ -44,6 +46,13 @@ def test_live_transactions_equal_the_client_log() -> None:
             server.kill()
             server.wait()
         transactions, runs = read_store(db)
+        # The writer ran inventory over both workers' flows: the client's routes, templated.
+        with AnalysisStore(f"sqlite:///{db}") as analysis:
+            observations = analysis.endpoint_observations()
+    templates = {(o["method"], o["path_template"]) for o in observations}
+    assert sum(o["count"] for o in observations) == 72
+    assert ("POST", "/echo") in templates
+    assert any(m == "GET" and t.startswith("/item/{") for m, t in templates)
     assert isinstance(log, list) and len(log) == 72
     assert Counter(_key(t) for t in transactions) == Counter(_key(e) for e in log)
     assert all(t["server_ip"] == link.left_ip and t["server_port"] == int(PORT)
