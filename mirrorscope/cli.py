@@ -37,6 +37,17 @@ def print_error(message: object) -> None:
     err.print(Text.assemble(("error:", "red"), " ", text), soft_wrap=True, highlight=False)
 
 
+def alert_options(func):
+    """--alerts-jsonl / --webhook / --syslog (replay and capture)."""
+    func = click.option("--syslog", default=None, metavar="HOST:PORT|/dev/log",
+                        help="Send each finding as an RFC 5424 line (UDP or a unix socket).")(func)
+    func = click.option("--webhook", default=None, metavar="URL",
+                        help="POST each finding as JSON (retries, bounded queue).")(func)
+    return click.option("--alerts-jsonl", type=click.Path(dir_okay=False, path_type=str),
+                        default=None, metavar="FILE",
+                        help="Append each finding as one JSON line (file created 0600).")(func)
+
+
 def _db_option(func):
     return click.option(
         "--db",
@@ -77,9 +88,12 @@ def main() -> None:
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="The documented API (OpenAPI 3.0/3.1, YAML or JSON): adds shadow and zombie "
                    "endpoint findings.")
+@alert_options
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
-           no_progress: bool, spec_path: str | None) -> None:
+           no_progress: bool, spec_path: str | None, alerts_jsonl: str | None,
+           webhook: str | None, syslog: str | None) -> None:
     """Replay pcap/pcapng files (optionally gzip-compressed) into the database."""
+    from mirrorscope.alerts import AlertError
     from mirrorscope.keys import KeyFileError
     from mirrorscope.pipeline import ReplayOptions
     from mirrorscope.pipeline import replay as run_replay
@@ -87,14 +101,14 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
 
     spec = _read_spec(spec_path) if spec_path else None
     options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw,
-                            spec=spec)
+                            spec=spec, alerts_jsonl=alerts_jsonl, webhook=webhook, syslog=syslog)
     show = not no_progress and err.is_terminal
     try:
         if show:
             stats = _replay_with_progress(list(pcaps), options)
         else:
             stats = run_replay(list(pcaps), options)
-    except (StoreError, KeyFileError) as exc:
+    except (StoreError, KeyFileError, AlertError) as exc:
         print_error(exc)
         sys.exit(EXIT_BAD_INPUT)
     _print_summary(stats)

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mirrorscope.analysis.detection import Detector
 from mirrorscope.analysis.inventory import Inventory
@@ -37,6 +38,9 @@ from mirrorscope.model import (
 from mirrorscope.reassembly.http1 import HttpObserver
 from mirrorscope.reassembly.tcp import TcpReassembler
 
+if TYPE_CHECKING:
+    from mirrorscope.alerts import AlertSink
+
 STAGES = ("decode", "tcp", "http", "analysis", "store")
 EXPIRE_EVERY_SECONDS = 1.0  # packet-time interval between timeout sweeps
 STORE_BATCH = 2000  # records per database transaction
@@ -55,6 +59,9 @@ class ReplayOptions:
     hmac_key: bytes | None = None
     spec: dict | None = None  # a user's OpenAPI document: shadow/zombie findings
     model_name: str = "default"  # detection model to score with, when one was learned
+    alerts_jsonl: str | None = None  # append findings as JSON lines (file 0600)
+    webhook: str | None = None  # POST each finding as JSON
+    syslog: str | None = None  # "HOST:PORT", "HOST" (514) or a unix socket path
 
 
 @dataclass(slots=True)
@@ -95,6 +102,7 @@ class ReplayStats:
     anomalies: Counter[str] = field(default_factory=Counter)
     findings: Counter[str] = field(default_factory=Counter)  # by kind
     endpoints: int = 0
+    alerts: dict[str, object] = field(default_factory=dict)  # sink counters after close()
     files: list[FileResult] = field(default_factory=list)
     decode: dict[str, object] = field(default_factory=dict)
     tcp: dict[str, object] = field(default_factory=dict)
@@ -253,19 +261,24 @@ def replay(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> ReplayStats:
     """Replay capture files through the stages (and into the store when asked)."""
+    from mirrorscope.alerts import make_sinks
+
     options = options or ReplayOptions()
+    sink = make_sinks(options.alerts_jsonl, options.webhook, options.syslog)  # AlertError early
     started = time.perf_counter()
     store = None
-    if options.until == "store":
-        store = _open_store(options)
     total = ReplayStats()
     try:
+        if options.until == "store":
+            store = _open_store(options)
         for path in paths:
-            result = _replay_one(Path(path), options, store, total, on_progress)
+            result = _replay_one(Path(path), options, store, total, on_progress, sink)
             total.files.append(result)
     finally:
         if store is not None:
             store.close()
+        if sink is not None:
+            total.alerts = sink.close()  # bounded: a webhook drains for at most its timeout
     total.seconds = time.perf_counter() - started
     return total
 
@@ -382,13 +395,13 @@ def load_detection_model(db_url: str, name: str, hmac_key: bytes) -> DetectionMo
 
 
 def store_analysis(db_url: str, run_id: int, summaries: list[EndpointSummary],
-                   findings: list[tuple[Finding, float]]) -> None:
+                   findings: list[tuple[Finding, float]]) -> list[int]:
     """Persist one run's endpoints and findings (replacing what the run stored before)."""
     from mirrorscope.store.analysis_repo import AnalysisStore
 
     with AnalysisStore(db_url) as analysis_store:
         analysis_store.replace_endpoints(run_id, summaries)
-        analysis_store.upsert_findings(run_id, findings)
+        return analysis_store.upsert_findings(run_id, findings)
 
 
 def _open_store(options: ReplayOptions):
@@ -404,6 +417,7 @@ def _replay_one(
     store: object | None,
     total: ReplayStats,
     on_progress: Callable[[Progress], None] | None,
+    sink: AlertSink | None = None,
 ) -> FileResult:
     result = FileResult(source=str(path))
     try:
@@ -454,8 +468,13 @@ def _replay_one(
         summaries, findings = analysis.finish(analyzer._last_ts)
         stats.endpoints = len(summaries)
         stats.findings.update(f.kind for f, _ in findings)
+        ids = None
         if store is not None and run_id is not None:
-            store_analysis(options.db_url or DEFAULT_DB, run_id, summaries, findings)
+            ids = store_analysis(options.db_url or DEFAULT_DB, run_id, summaries, findings)
+        if sink is not None and findings:
+            from mirrorscope.alerts import findings_to_json
+
+            sink.send(findings_to_json(findings, ids))  # the DB id when stored, else a hash
     _accumulate(total, stats)
     if store is not None and run_id is not None:
         store.finish_run(

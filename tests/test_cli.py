@@ -263,3 +263,26 @@ def test_baseline_then_replay_scores_with_the_model(tmp_path: Path) -> None:
     by_client = {(f["kind"], f["client_ip"]) for f in found["findings"]}
     # pcaps/attack/make_attack.py: 127.0.0.8 is the injection attacker.
     assert ("attack.sqli", "127.0.0.8") in by_client
+
+
+def test_replay_sends_findings_to_a_jsonl_alert_file(tmp_path: Path) -> None:
+    """--alerts-jsonl: one JSON line per finding, ids equal to the stored findings' ids."""
+    alerts = tmp_path / "alerts.jsonl"
+    code, _, err = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress",
+                        "--alerts-jsonl", str(alerts))
+    assert code == 0, err
+    sent = [json.loads(line) for line in alerts.read_text().splitlines()]
+    stored = json.loads(_run("findings", "--db", _db(tmp_path), "--format", "json")[1])
+    assert sorted(d["id"] for d in sent) == sorted(f["id"] for f in stored["findings"])
+    assert alerts.stat().st_mode & 0o777 == 0o600
+    # A second replay of the same capture is skipped: nothing is sent again.
+    _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress", "--alerts-jsonl",
+         str(alerts))
+    assert len(alerts.read_text().splitlines()) == len(sent)
+
+
+def test_bad_alert_target_is_a_one_line_error(tmp_path: Path) -> None:
+    """A webhook URL that is not http(s): exit 2 before any work."""
+    code, _, err = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress",
+                        "--webhook", "ftp://example.invalid/x")
+    assert code == 2 and "webhook" in _error_line(err).lower()
