@@ -41,14 +41,28 @@ EXIT_BAD_INPUT = 2
 @click.option("--shutdown-timeout", type=click.FloatRange(min=1.0), default=15.0,
               show_default=True, help="Seconds a stop may take before stragglers are killed.")
 @click.option("--store-raw", is_flag=True, help="Store secrets unredacted (off by default).")
+@click.option("--alerts-jsonl", type=click.Path(dir_okay=False, path_type=str), default=None,
+              metavar="FILE", help="Append each finding as one JSON line (file created 0600).")
+@click.option("--webhook", default=None, metavar="URL",
+              help="POST each finding as JSON (retries, bounded queue).")
+@click.option("--syslog", default=None, metavar="HOST:PORT|/dev/log",
+              help="Send each finding as an RFC 5424 line (UDP or a unix socket).")
 def capture_command(iface: str, bpf_expr: str, bpf_file: str | None, workers: int, db_url: str,
                     duration: float | None, user: str | None, allow_root: bool,
                     metrics_port: int | None, snaplen: int, no_promisc: bool,
                     capture_mode: str, ring_mb: int, health_interval: float,
-                    shutdown_timeout: float, store_raw: bool) -> None:
+                    shutdown_timeout: float, store_raw: bool, alerts_jsonl: str | None,
+                    webhook: str | None, syslog: str | None) -> None:
     """Capture live traffic from an interface into the database (Linux, AF_PACKET)."""
+    from mirrorscope.alerts import AlertError, check_sink_options
     from mirrorscope.capture.live import CaptureConfig
     from mirrorscope.daemon import DaemonConfig, DaemonError, run_daemon
+
+    try:
+        check_sink_options(alerts_jsonl, webhook, syslog)
+    except AlertError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s mirrorscope[%(process)d] %(levelname)s %(message)s")
@@ -60,6 +74,7 @@ def capture_command(iface: str, bpf_expr: str, bpf_file: str | None, workers: in
         workers=workers, db_url=db_url, duration=duration, user=user, allow_root=allow_root,
         metrics_port=metrics_port, health_interval=health_interval,
         shutdown_timeout=shutdown_timeout, store_raw=store_raw, bpf_file=bpf_file,
+        alerts=(alerts_jsonl, webhook, syslog),
     )
     try:
         code = run_daemon(config)

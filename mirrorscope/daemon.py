@@ -82,6 +82,7 @@ class DaemonConfig:
     body_keep: int = 64 << 10
     bpf_file: str | None = None  # re-read on SIGHUP
     hmac_key: bytes | None = None  # None: the installation key
+    alerts: tuple[str | None, str | None, str | None] = (None, None, None)  # jsonl, webhook, syslog
 
 
 @dataclass(slots=True)
@@ -235,7 +236,7 @@ class _Supervisor:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         setup = WriterSetup(ctrl=child_end, db_url=self.config.db_url, hmac_key=key,
                             run_id=self.run_id, counters=self.writer_counters,
-                            store_raw=self.config.store_raw)
+                            store_raw=self.config.store_raw, alerts=self.config.alerts)
         self.writer = self.ctx.Process(target=writer_main, name="mirrorscope-writer",
                                        args=(setup, [*self._inherited(), parent_end]))
         self.writer.start()

@@ -28,6 +28,9 @@ _EXTRA_MODULES = (
     "mirrorscope.reassembly.http_oracle",
     "mirrorscope.store.repository",
     "mirrorscope.store.analysis_repo",
+    "mirrorscope.alerts",
+    "urllib.request",
+    "logging.handlers",
     "mirrorscope.store.migrate",
     "sqlalchemy.dialects.sqlite.pysqlite",
 )

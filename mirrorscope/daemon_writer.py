@@ -45,6 +45,7 @@ class WriterSetup:
     run_id: int
     counters: Counters
     store_raw: bool = False
+    alerts: tuple[str | None, str | None, str | None] = (None, None, None)  # jsonl, webhook, syslog
 
 
 @dataclass(slots=True)
@@ -188,6 +189,14 @@ class _Writer:
             log.error("writer: detection model not loaded, rules only: %s", exc)
             model = None
         self.analysis = RunAnalysis(setup.hmac_key, model=model)
+        # Made here, after the fork: a webhook's sender thread does not survive one.
+        from mirrorscope.alerts import AlertError, make_sinks
+
+        try:
+            self.sink = make_sinks(*setup.alerts)
+        except AlertError as exc:  # checked before the fork; a late failure costs alerts only
+            log.error("writer: alerts disabled: %s", exc)
+            self.sink = None
         # Kept apart from self.counts, whose fields the shared-memory counters fix.
         self.analysis_counts = {"endpoints": 0, "findings": 0, "errors": 0}
         self.next_persist = time.monotonic() + ANALYSIS_PERSIST_SECONDS
@@ -202,7 +211,12 @@ class _Writer:
                 summaries, findings = self.analysis.finish(time.time())
             else:
                 summaries, findings = self.analysis.snapshot()
-            store_analysis(self.setup.db_url, self.setup.run_id, summaries, findings)
+            ids = store_analysis(self.setup.db_url, self.setup.run_id, summaries, findings)
+            if self.sink is not None and findings:
+                from mirrorscope.alerts import findings_to_json
+
+                # The dedup wrapper sends a finding again only when its count grew.
+                self.sink.send(findings_to_json(findings, ids))
             self.analysis_counts["endpoints"] = len(summaries)
             self.analysis_counts["findings"] = len(findings)
         except Exception as exc:  # analysis must never stop the writer
@@ -243,6 +257,8 @@ class _Writer:
         stats["stages"] = self.stages.as_dict()
         stats["writer"] = dict(self.counts, connections_unfinished=unfinished)
         stats["analysis"] = dict(self.analysis_counts)
+        if self.sink is not None:
+            stats["alerts"] = self.sink.close()
         self._publish()
         error = finish.get("error")
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -31,7 +32,8 @@ def test_live_transactions_equal_the_client_log() -> None:
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == "listening"
             with capture(link.right_ns, link.right_if, db, "--workers", "2", "--duration", "6",
-                         "--bpf", f"tcp port {PORT}") as daemon:
+                         "--bpf", f"tcp port {PORT}", "--alerts-jsonl",
+                         str(folder / "alerts.jsonl")) as daemon:
                 # 12 connections x 6 requests: GETs up to 3 kB, POSTs, 404s.
                 log = run_json(in_netns(link.right_ns, sys.executable,
                                         str(HERE / "http_client.py"), link.left_ip, PORT,
@@ -49,6 +51,11 @@ def test_live_transactions_equal_the_client_log() -> None:
         # The writer ran inventory over both workers' flows: the client's routes, templated.
         with AnalysisStore(f"sqlite:///{db}") as analysis:
             observations = analysis.endpoint_observations()
+            stored_ids = sorted(f["id"] for f in analysis.findings())
+        alert_lines = (folder / "alerts.jsonl").read_text().splitlines()
+    # Every stored finding was alerted once (the dedup wrapper drops unchanged re-sends).
+    assert stored_ids, "the client's 404s and the test server's headers give findings"
+    assert sorted({json.loads(line)["id"] for line in alert_lines}) == stored_ids
     templates = {(o["method"], o["path_template"]) for o in observations}
     assert sum(o["count"] for o in observations) == 72
     assert ("POST", "/echo") in templates
