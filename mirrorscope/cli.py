@@ -88,10 +88,14 @@ def main() -> None:
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="The documented API (OpenAPI 3.0/3.1, YAML or JSON): adds shadow and zombie "
                    "endpoint findings.")
+@click.option("--learn-first", "learn_seconds", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="Learn the detection baseline from the first SECONDS of each capture "
+                   "(packet time), then score the rest (instead of a stored baseline).")
 @alert_options
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
-           no_progress: bool, spec_path: str | None, alerts_jsonl: str | None,
-           webhook: str | None, syslog: str | None) -> None:
+           no_progress: bool, spec_path: str | None, learn_seconds: float | None,
+           alerts_jsonl: str | None, webhook: str | None, syslog: str | None) -> None:
     """Replay pcap/pcapng files (optionally gzip-compressed) into the database."""
     from mirrorscope.alerts import AlertError
     from mirrorscope.keys import KeyFileError
@@ -101,7 +105,8 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
 
     spec = _read_spec(spec_path) if spec_path else None
     options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw,
-                            spec=spec, alerts_jsonl=alerts_jsonl, webhook=webhook, syslog=syslog)
+                            spec=spec, learn_seconds=learn_seconds, alerts_jsonl=alerts_jsonl,
+                            webhook=webhook, syslog=syslog)
     show = not no_progress and err.is_terminal
     try:
         if show:

@@ -41,6 +41,12 @@ EXIT_BAD_INPUT = 2
 @click.option("--shutdown-timeout", type=click.FloatRange(min=1.0), default=15.0,
               show_default=True, help="Seconds a stop may take before stragglers are killed.")
 @click.option("--store-raw", is_flag=True, help="Store secrets unredacted (off by default).")
+@click.option("--learn-first", "learn_seconds", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="Learn the detection baseline from the first SECONDS, then score.")
+@click.option("--refit-every", "refit_seconds", type=click.FloatRange(min=1), default=None,
+              metavar="SECONDS",
+              help="Refit the baseline every SECONDS on recent traffic that was not flagged.")
 @click.option("--alerts-jsonl", type=click.Path(dir_okay=False, path_type=str), default=None,
               metavar="FILE", help="Append each finding as one JSON line (file created 0600).")
 @click.option("--webhook", default=None, metavar="URL",
@@ -51,7 +57,8 @@ def capture_command(iface: str, bpf_expr: str, bpf_file: str | None, workers: in
                     duration: float | None, user: str | None, allow_root: bool,
                     metrics_port: int | None, snaplen: int, no_promisc: bool,
                     capture_mode: str, ring_mb: int, health_interval: float,
-                    shutdown_timeout: float, store_raw: bool, alerts_jsonl: str | None,
+                    shutdown_timeout: float, store_raw: bool, learn_seconds: float | None,
+                    refit_seconds: float | None, alerts_jsonl: str | None,
                     webhook: str | None, syslog: str | None) -> None:
     """Capture live traffic from an interface into the database (Linux, AF_PACKET)."""
     from mirrorscope.alerts import AlertError, check_sink_options
@@ -74,7 +81,8 @@ def capture_command(iface: str, bpf_expr: str, bpf_file: str | None, workers: in
         workers=workers, db_url=db_url, duration=duration, user=user, allow_root=allow_root,
         metrics_port=metrics_port, health_interval=health_interval,
         shutdown_timeout=shutdown_timeout, store_raw=store_raw, bpf_file=bpf_file,
-        alerts=(alerts_jsonl, webhook, syslog),
+        alerts=(alerts_jsonl, webhook, syslog), learn_seconds=learn_seconds,
+        refit_seconds=refit_seconds,
     )
     try:
         code = run_daemon(config)

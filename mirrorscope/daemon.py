@@ -83,6 +83,8 @@ class DaemonConfig:
     bpf_file: str | None = None  # re-read on SIGHUP
     hmac_key: bytes | None = None  # None: the installation key
     alerts: tuple[str | None, str | None, str | None] = (None, None, None)  # jsonl, webhook, syslog
+    learn_seconds: float | None = None  # learn the baseline from the first N s, then score
+    refit_seconds: float | None = None  # refit on recent unflagged traffic every N s
 
 
 @dataclass(slots=True)
@@ -236,7 +238,9 @@ class _Supervisor:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         setup = WriterSetup(ctrl=child_end, db_url=self.config.db_url, hmac_key=key,
                             run_id=self.run_id, counters=self.writer_counters,
-                            store_raw=self.config.store_raw, alerts=self.config.alerts)
+                            store_raw=self.config.store_raw, alerts=self.config.alerts,
+                            learn_seconds=self.config.learn_seconds,
+                            refit_seconds=self.config.refit_seconds)
         self.writer = self.ctx.Process(target=writer_main, name="mirrorscope-writer",
                                        args=(setup, [*self._inherited(), parent_end]))
         self.writer.start()

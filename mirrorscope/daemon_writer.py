@@ -46,6 +46,8 @@ class WriterSetup:
     counters: Counters
     store_raw: bool = False
     alerts: tuple[str | None, str | None, str | None] = (None, None, None)  # jsonl, webhook, syslog
+    learn_seconds: float | None = None
+    refit_seconds: float | None = None
 
 
 @dataclass(slots=True)
@@ -188,7 +190,10 @@ class _Writer:
         except Exception as exc:  # a bad stored model: run the rules without it
             log.error("writer: detection model not loaded, rules only: %s", exc)
             model = None
-        self.analysis = RunAnalysis(setup.hmac_key, model=model)
+        self.analysis = RunAnalysis(setup.hmac_key,
+                                    model=None if setup.learn_seconds else model,
+                                    learn_seconds=setup.learn_seconds,
+                                    refit_seconds=setup.refit_seconds)
         # Made here, after the fork: a webhook's sender thread does not survive one.
         from mirrorscope.alerts import AlertError, make_sinks
 
@@ -256,7 +261,8 @@ class _Writer:
         stats = dict(finish.get("stats") or {})
         stats["stages"] = self.stages.as_dict()
         stats["writer"] = dict(self.counts, connections_unfinished=unfinished)
-        stats["analysis"] = dict(self.analysis_counts)
+        stats["analysis"] = dict(self.analysis_counts, fits=self.analysis.fits,
+                                 fit_errors=self.analysis.fit_errors[-5:])
         if self.sink is not None:
             stats["alerts"] = self.sink.close()
         self._publish()

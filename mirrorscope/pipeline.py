@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mirrorscope.analysis.detection import Detector
+from mirrorscope.analysis.detection import DetectionConfig, Detector
 from mirrorscope.analysis.inventory import Inventory
 from mirrorscope.analysis.inventory_config import InventoryConfig
-from mirrorscope.analysis.models_io import DetectionModel
+from mirrorscope.analysis.models_io import DetectionError, DetectionModel
 from mirrorscope.capture.decode import Decoder
 from mirrorscope.capture.pcapfile import CaptureFileError, PcapSource
 from mirrorscope.model import (
@@ -59,6 +59,7 @@ class ReplayOptions:
     hmac_key: bytes | None = None
     spec: dict | None = None  # a user's OpenAPI document: shadow/zombie findings
     model_name: str = "default"  # detection model to score with, when one was learned
+    learn_seconds: float | None = None  # learn a baseline from the first N s, then score
     alerts_jsonl: str | None = None  # append findings as JSON lines (file 0600)
     webhook: str | None = None  # POST each finding as JSON
     syslog: str | None = None  # "HOST:PORT", "HOST" (514) or a unix socket path
@@ -340,12 +341,29 @@ class RunAnalysis:
     """Inventory and detection over one run's transactions and anomalies."""
 
     def __init__(self, hmac_key: bytes, *, spec: dict | None = None,
-                 model: DetectionModel | None = None) -> None:
+                 model: DetectionModel | None = None, learn_seconds: float | None = None,
+                 refit_seconds: float | None = None) -> None:
+        """learn_seconds: learn a baseline from the first N seconds of packet time, then score.
+        refit_seconds: refit every N seconds on a reservoir of recent unflagged traffic."""
         self.inventory = Inventory(config=InventoryConfig(spec=spec), hmac_key=hmac_key)
+        config = DetectionConfig(learn_unflagged=refit_seconds is not None)
         self.detector = Detector(endpoint_of=self.inventory.endpoint_of, hmac_key=hmac_key,
-                                 model=model)
+                                 model=model, config=config)
         self._window = self.detector.config.window_seconds
         self._findings: list[Finding] = []
+        self._learn_seconds = learn_seconds
+        self._learn_until: float | None = None  # packet time the learning phase ends
+        self._refit_seconds = refit_seconds
+        self._next_refit: float | None = None
+        self.fits = 0  # baselines fitted in this run (first-N-seconds and refits)
+        self.fit_errors: list[str] = []
+        if refit_seconds is not None and learn_seconds is None:
+            self._next_refit = -math.inf  # refits start from the first scored transaction
+
+    @property
+    def learning(self) -> bool:
+        """Still in the first-N-seconds learning phase."""
+        return self._learn_seconds is not None
 
     def observe(self, items: Iterable[object]) -> None:
         """Feed the transactions and anomalies of one batch (in capture order)."""
@@ -354,9 +372,43 @@ class RunAnalysis:
             if isinstance(item, HttpTransaction):
                 # The inventory's own findings are taken once, with final counts, at the end.
                 inventory.feed(item)
+                if self._learn_seconds is not None and self._learning(item):
+                    detector.learn(item)
+                    continue
                 found += detector.feed(item)
+                if self._next_refit is not None:
+                    self._maybe_refit(item)
             elif isinstance(item, Anomaly):
                 found += detector.feed_anomaly(item)
+
+    def _learning(self, tx: HttpTransaction) -> bool:
+        ts = _tx_time(tx)
+        if self._learn_until is None:
+            self._learn_until = ts + (self._learn_seconds or 0.0)
+        if ts < self._learn_until:
+            return True
+        self._learn_seconds = None  # the phase is over: fit once, then score from here on
+        self._fit()
+        return False
+
+    def _maybe_refit(self, tx: HttpTransaction) -> None:
+        ts = _tx_time(tx)
+        if self._next_refit is None or self._refit_seconds is None:
+            return
+        if self._next_refit == -math.inf:
+            self._next_refit = ts + self._refit_seconds
+        elif ts >= self._next_refit:
+            self._next_refit = ts + self._refit_seconds
+            self._fit()
+
+    def _fit(self) -> None:
+        try:
+            self.detector.fit()
+            self.fits += 1
+        except DetectionError as exc:  # too little traffic to learn from: rules only
+            self.fit_errors.append(str(exc))
+        if self._refit_seconds is not None and self._next_refit is None:
+            self._next_refit = -math.inf  # armed: the next transaction sets the clock
 
     def snapshot(self) -> tuple[list[EndpointSummary], list[tuple[Finding, float]]]:
         """The endpoints so far, and findings of closed windows with their window start.
@@ -373,6 +425,12 @@ class RunAnalysis:
         """Close every window: the endpoints, and findings with their aggregation window."""
         self._findings += self.detector.flush(math.inf)
         return self.snapshot()
+
+
+def _tx_time(tx: HttpTransaction) -> float:
+    if tx.request is not None:
+        return tx.request.ts_start
+    return tx.response.ts_start if tx.response is not None else 0.0
 
 
 def _load_model(options: ReplayOptions, store: object | None) -> DetectionModel | None:
@@ -438,7 +496,9 @@ def _replay_one(
         analyzer = Analyzer("http" if options.until == "store" else options.until,
                             body_keep=options.body_keep)
         analysis = (RunAnalysis(_hmac_key(options), spec=options.spec,
-                                model=_load_model(options, store))
+                                model=None if options.learn_seconds else
+                                _load_model(options, store),
+                                learn_seconds=options.learn_seconds)
                     if options.until in ("analysis", "store") else None)
         out: list[object] = []
         ts_first: float | None = None

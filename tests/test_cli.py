@@ -286,3 +286,30 @@ def test_bad_alert_target_is_a_one_line_error(tmp_path: Path) -> None:
     code, _, err = _run("replay", str(DEMO), "--db", _db(tmp_path), "--no-progress",
                         "--webhook", "ftp://example.invalid/x")
     assert code == 2 and "webhook" in _error_line(err).lower()
+
+
+def test_learn_first_seconds_then_score(tmp_path: Path) -> None:
+    """--learn-first: the benign phase of the attack capture is the baseline; attackers found."""
+    sidecar = json.loads((REPO / "pcaps" / "attack" / "attack.pcap.expected.json").read_text())
+    first_ts = min(json.loads(line)["ts"] for line in _jsonl_of(tmp_path, ATTACK))
+    learn = sidecar["baseline_until"] - first_ts
+    db = tmp_path / "learn"
+    db.mkdir()
+    code, _, err = _run("replay", str(ATTACK), "--db", _db(db), "--no-progress",
+                        "--learn-first", f"{learn:.3f}")
+    assert code == 0, err
+    found = json.loads(_run("findings", "--db", _db(db), "--format", "json")[1])["findings"]
+    clients = {(f["kind"], f["client_ip"]) for f in found}
+    for ip, kind in (("127.0.0.8", "attack.sqli"), ("127.0.0.9", "attack.bola_enumeration"),
+                     ("127.0.0.10", "attack.credential_stuffing"),
+                     ("127.0.0.11", "attack.scraping")):
+        assert (kind, ip) in clients, (kind, ip)
+    benign = set(sidecar["benign"])
+    assert not [f for f in found if f["client_ip"] in benign]
+
+
+def _jsonl_of(tmp_path: Path, pcap: Path) -> list[str]:
+    folder = tmp_path / "probe"
+    folder.mkdir(exist_ok=True)
+    _run("replay", str(pcap), "--db", _db(folder), "--no-progress", "--until", "store")
+    return _run("transactions", "--db", _db(folder), "--format", "jsonl")[1].splitlines()
