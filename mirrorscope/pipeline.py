@@ -435,7 +435,7 @@ def _tx_time(tx: HttpTransaction) -> float:
 
 def _load_model(options: ReplayOptions, store: object | None) -> DetectionModel | None:
     """The learned detection model, when a baseline was stored (rules run regardless)."""
-    if options.db_url is None and store is None:
+    if store is None:  # analysis without the store stage reads no database
         return None
     return load_detection_model(options.db_url or DEFAULT_DB, options.model_name,
                                 _hmac_key(options))
