@@ -97,6 +97,9 @@ _NO_CODING = frozenset({"chunked", "identity"})
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 _S_START = 0
+# A gap overrunning a body by at most this much cannot hide a whole response: the
+# version token "HTTP/x.y" alone is 8 bytes, before any status code or line end.
+_MAX_HIDDEN_OVERRUN = 8
 _S_HEAD = 1
 _S_SKIP_HEAD = 2
 _S_BODY_LENGTH = 3
@@ -859,6 +862,7 @@ class MessageParser:
         "_head09",
         "_line_start",
         "_lines",
+        "_overrun",
         "_remaining",
         "_scan",
         "_scanner",
@@ -890,6 +894,9 @@ class MessageParser:
         self._skip_plan: BodyPlan = (BODY_NONE, 0)
         self._head09: MessageHead | None = None
         self._gapped = False  # bytes of the current message were lost
+        # A gap ran a few bytes past a known-length body: the next bytes must start a
+        # status line right away, else sync is lost (checked on the next feed).
+        self._overrun = False
         self._scanner = StartLineScanner(is_request, not is_request, self.limits.max_line)
 
     # -- introspection ------------------------------------------------------------
@@ -968,6 +975,11 @@ class MessageParser:
         state = self._state
         if state in (_S_DEAD, _S_TUNNEL) or not data:
             return
+        if self._overrun:
+            self._overrun = False
+            if state == _S_START and not data.startswith(b"HTTP/"[: len(data)]):
+                self._lost_sync("gap beyond the end of the body")
+                state = self._state
         if state == _S_HOLD:
             room = self.limits.max_header_bytes - len(self._buf)
             if room > 0:
@@ -1005,7 +1017,15 @@ class MessageParser:
             self._state = _S_START
             self._end_message([], False)
             if length > take:
-                self._lost_sync("gap beyond the end of the body")
+                # libhtp accepts a gap after the body (its Finalize state).  An overrun
+                # shorter than the smallest response cannot hide a whole response, so
+                # pairing survives when a status line starts right after the gap.
+                overrun = length - take
+                if (not self.is_request and overrun <= _MAX_HIDDEN_OVERRUN
+                        and self._state == _S_START):
+                    self._overrun = True
+                else:
+                    self._lost_sync("gap beyond the end of the body")
             return
         self._buf = bytearray()
         self._lines = []
