@@ -282,10 +282,13 @@ def _register_analysis_commands() -> None:
         openapi_command,
     )
     from mirrorscope.cli_capture import capture_command
+    from mirrorscope.cli_db import db_commands, prune_command
 
     for command in (inventory_command, openapi_command, diff_command, findings_command,
-                    baseline_command, capture_command):
+                    baseline_command, capture_command, prune_command):
         main.add_command(command)
+    for command in db_commands:
+        db.add_command(command)
 
 
 _register_analysis_commands()

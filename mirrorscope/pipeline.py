@@ -37,6 +37,7 @@ from mirrorscope.model import (
 )
 from mirrorscope.reassembly.http1 import HttpObserver
 from mirrorscope.reassembly.tcp import TcpReassembler
+from mirrorscope.writer import BatchWriter
 
 if TYPE_CHECKING:
     from mirrorscope.alerts import AlertSink
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 STAGES = ("decode", "tcp", "http", "analysis", "store")
 EXPIRE_EVERY_SECONDS = 1.0  # packet-time interval between timeout sweeps
 STORE_BATCH = 2000  # records per database transaction
+WRITER_QUEUE_BATCHES = 64  # batches waiting for the writer thread before put() waits
 DEFAULT_DB = "sqlite:///mirrorscope.db"
 
 
@@ -493,6 +495,9 @@ def _replay_one(
             run_id = store.begin_run(source=str(path), sha256=sha, size=source.size,
                                      started_at=time.time())
             result.run_id = run_id
+        # A bounded queue to a writer thread: locked or unreachable databases are retried
+        # with backoff while parsing goes on; what cannot be written is counted, never raised.
+        writer = BatchWriter(store, run_id, WRITER_QUEUE_BATCHES) if store is not None else None
         analyzer = Analyzer("http" if options.until == "store" else options.until,
                             body_keep=options.body_keep)
         analysis = (RunAnalysis(_hmac_key(options), spec=options.spec,
@@ -510,14 +515,20 @@ def _replay_one(
             if len(out) >= STORE_BATCH:
                 if analysis is not None:
                     analysis.observe(out)
-                _drain(store, run_id, out)
+                _drain(writer, out)
             if on_progress is not None and analyzer.stats.packets % progress_every == 0:
                 on_progress(Progress(str(path), source.bytes_read, source.size,
                                      analyzer.stats.packets, analyzer.stats.transactions))
         analyzer.finish(out)
         if analysis is not None:
             analysis.observe(out)
-        _drain(store, run_id, out)
+        _drain(writer, out)
+        write_counts = writer.close() if writer is not None else {}
+        if write_counts.get("dropped_items") or write_counts.get("failed_items"):
+            # Not everything landed: leave the run failed so the next replay redoes it.
+            result.error = result.error or (
+                f"{path}: {write_counts.get('dropped_items', 0)} records dropped and "
+                f"{write_counts.get('failed_items', 0)} failed to be written to the database")
         if on_progress is not None:
             on_progress(Progress(str(path), source.size, source.size, analyzer.stats.packets,
                                  analyzer.stats.transactions))
@@ -540,7 +551,7 @@ def _replay_one(
         store.finish_run(
             run_id,
             status="failed" if result.error else "complete",
-            stats=_run_stats(stats),
+            stats={**_run_stats(stats), "writer": write_counts},
             error=result.error,
             ts_first=ts_first,
             ts_last=analyzer._last_ts or None,
@@ -549,9 +560,9 @@ def _replay_one(
     return result
 
 
-def _drain(store: object | None, run_id: int | None, out: list[object]) -> None:
-    if store is not None and run_id is not None and out:
-        store.write_batch(run_id, out)
+def _drain(writer: BatchWriter | None, out: list[object]) -> None:
+    if writer is not None and out:
+        writer.put(out)  # takes a copy
     out.clear()
 
 

@@ -250,3 +250,17 @@ class DetectorModel(Base):
     kind: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Double)  # wall clock
     params: Mapped[str] = mapped_column(Text)  # JSON object
+
+
+class AnomalyBatch(Base):
+    """Ledger of anomaly batches already counted for a run: re-writing one counts nothing.
+
+    Rows are sampled (see Store.write_batch) so counts cannot come from inserted rows.
+    """
+
+    __tablename__ = "anomaly_batches"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("capture_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    batch_key: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -32,12 +32,14 @@ from mirrorscope.model import (
 from mirrorscope.store import migrate
 from mirrorscope.store.db import WRITE_OPTION, StoreError, make_engine
 from mirrorscope.store.models import (
+    AnomalyBatch,
     AnomalyCount,
     AnomalyRow,
     CaptureRun,
     Connection,
     EndpointObservation,
     FindingOccurrence,
+    FindingRow,
     Transaction,
 )
 from mirrorscope.store.redact import (
@@ -56,6 +58,11 @@ BatchItem = ConnectionOpened | ConnectionClosed | HttpTransaction | Anomaly
 WRITE_ATTEMPTS = 4
 RETRY_BASE_DELAY = 0.05  # seconds, doubled per attempt
 DEFAULT_MAX_BODY_HEAD = 64 * 1024
+# Anomaly flood control (Zeek's weird sampling): counts stay exact, but only the first
+# ANOMALY_ROWS_KEPT anomalies of a kind in a run are stored as rows, then one in
+# ANOMALY_SAMPLE_EVERY, so 1M malformed requests cost ~1k rows, not 1M.
+ANOMALY_ROWS_KEPT = 25
+ANOMALY_SAMPLE_EVERY = 1000
 FINAL_STATUSES = ("complete", "failed")
 # Redaction is a pure function of (value, key), and traffic repeats itself: the same cookie
 # and bearer token on every request of a session, the same Server/Content-Type pairs, the
@@ -405,6 +412,44 @@ class Store:
             rows = conn.execute(select(*_RUN_COLUMNS).order_by(CaptureRun.id)).all()
         return [_run_dict(row._mapping) for row in rows]
 
+    def prune(self, *, older_than: float, now: float) -> dict[str, int]:
+        """Delete finished runs whose finished_at is before now - older_than (seconds).
+
+        Every row those runs wrote goes with them; findings left without any occurrence
+        are deleted too.  Returns {"runs": n, "findings": m}.  Running runs are kept.
+        """
+        if older_than < 0:
+            raise StoreError("older_than must be >= 0 seconds")
+        cutoff = now - older_than
+
+        def operation(conn: DbConnection) -> dict[str, int]:
+            doomed = (
+                conn.execute(
+                    select(CaptureRun.id)
+                    .where(
+                        CaptureRun.status.in_(FINAL_STATUSES),
+                        CaptureRun.finished_at.is_not(None),
+                        CaptureRun.finished_at < cutoff,
+                    )
+                    .order_by(CaptureRun.id)
+                )
+                .scalars()
+                .all()
+            )
+            for run_id in doomed:
+                _delete_run_rows(conn, run_id)
+                conn.execute(delete(CaptureRun).where(CaptureRun.id == run_id))
+            orphans = conn.execute(
+                delete(FindingRow).where(
+                    ~select(FindingOccurrence.finding_id)
+                    .where(FindingOccurrence.finding_id == FindingRow.id)
+                    .exists()
+                )
+            ).rowcount
+            return {"runs": len(doomed), "findings": int(orphans or 0)}
+
+        return self._write(operation)
+
     # ------------------------------------------------------------------- writes
 
     def write_batch(self, run_id: int, items: Sequence[BatchItem]) -> None:
@@ -495,8 +540,14 @@ class Store:
     def _write_anomalies(
         self, conn: DbConnection, run_id: int, source_sha256: str, rows: list[dict[str, Any]]
     ) -> None:
-        """Insert anomaly rows once each; count only the rows that were new."""
+        """Count a batch's anomalies exactly once; store a sample of them as rows.
+
+        Counting once: the batch's digest goes into the anomaly_batches ledger, and a batch
+        already there (the same batch written again, e.g. a retry after a commit whose
+        acknowledgement was lost) counts and stores nothing.
+        """
         occurrences: Counter[str] = Counter()
+        batch_digest = hashlib.sha256()
         for row in rows:
             material = "\x1f".join(
                 (
@@ -513,17 +564,40 @@ class Store:
             occurrences[material] += 1
             digest = hashlib.sha1(f"{material}\x1f{ordinal}".encode("utf-8", "surrogatepass"))
             row["anomaly_key"] = digest.hexdigest()
-        stmt = (
-            self._insert(AnomalyRow)
-            .on_conflict_do_nothing(index_elements=[AnomalyRow.anomaly_key])
-            .returning(AnomalyRow.kind)
+            batch_digest.update(digest.digest())
+        ledger = (
+            self._insert(AnomalyBatch)
+            .values(run_id=run_id, batch_key=batch_digest.hexdigest())
+            .on_conflict_do_nothing()
+            .returning(AnomalyBatch.batch_key)
         )
-        inserted = Counter(conn.execute(stmt, rows).scalars().all())
-        if not inserted:
-            return
+        if conn.execute(ledger).first() is None:
+            return  # this very batch was counted before
+        kinds = sorted({row["kind"] for row in rows})
+        seen: dict[str, int] = {kind: 0 for kind in kinds}
+        for chunk in _chunks(kinds):
+            stored = conn.execute(
+                select(AnomalyCount.kind, AnomalyCount.count).where(
+                    AnomalyCount.run_id == run_id, AnomalyCount.kind.in_(chunk)
+                )
+            )
+            seen.update({kind: int(count) for kind, count in stored})
+        in_batch: Counter[str] = Counter()
+        kept = []
+        for row in rows:
+            kind = row["kind"]
+            number = seen[kind] + in_batch[kind]  # this anomaly's 0-based number in the run
+            in_batch[kind] += 1
+            if number < ANOMALY_ROWS_KEPT or number % ANOMALY_SAMPLE_EVERY == 0:
+                kept.append(row)
+        if kept:
+            stmt = self._insert(AnomalyRow).on_conflict_do_nothing(
+                index_elements=[AnomalyRow.anomaly_key]
+            )
+            conn.execute(stmt, kept)
         count_rows = [
             {"run_id": run_id, "kind": kind, "count": count}
-            for kind, count in sorted(inserted.items())
+            for kind, count in sorted(in_batch.items())
         ]
         upsert = self._insert(AnomalyCount)
         upsert = upsert.on_conflict_do_update(
@@ -769,9 +843,15 @@ def _require_run(conn: DbConnection, run_id: int, *, running: bool = False) -> s
 
 def _delete_run_rows(conn: DbConnection, run_id: int) -> None:
     """Remove everything a run wrote (children before the rows they reference)."""
-    for table in (Transaction, AnomalyRow, AnomalyCount, Connection, EndpointObservation,
-                  FindingOccurrence):
+    for table in (Transaction, AnomalyRow, AnomalyCount, AnomalyBatch, Connection,
+                  EndpointObservation, FindingOccurrence):
         conn.execute(delete(table).where(table.run_id == run_id))
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Bounded IN (...) lists (SQLite allows 32766 parameters per statement)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _run_dict(row: Any) -> dict[str, Any]:

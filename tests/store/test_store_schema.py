@@ -28,6 +28,7 @@ EXPECTED_TABLES = {
     "findings",
     "finding_occurrences",
     "detector_models",
+    "anomaly_batches",
 }
 
 
