@@ -45,7 +45,13 @@ from mirrorscope.capture.live_privileges import (
 from mirrorscope.daemon_ipc import WORKER_FIELDS, WRITER_FIELDS, Counters
 from mirrorscope.daemon_preload import preload
 from mirrorscope.daemon_worker import EXIT_REFUSED, WorkerSetup, worker_main
-from mirrorscope.daemon_writer import CTRL_DONE, CTRL_FINISH, WriterSetup, writer_main
+from mirrorscope.daemon_writer import (
+    CTRL_DONE,
+    CTRL_FINISH,
+    CTRL_HEALTH,
+    WriterSetup,
+    writer_main,
+)
 from mirrorscope.metrics import Metric, MetricsServer, render
 
 log = logging.getLogger("mirrorscope.capture")
@@ -446,12 +452,24 @@ class _Supervisor:
                  "capture_loss": round(above / acks, 6) if acks else 0.0,
                  "worker_restarts": self.restarts}
         self.health.append(entry)
+        self._send_health(entry)
         log.info("health: packets=%d kernel_drops=%d flows=%d transactions=%d written=%d "
                  "dropped=%d rss=%.1fMiB loss=%.4f restarts=%d", entry["packets"],
                  entry["kernel_drops"], entry["flows"], entry["transactions"],
                  entry["records_written"], entry["records_dropped"], rss / 2**20,
                  entry["capture_loss"], self.restarts)
         return entry
+
+    def _send_health(self, entry: dict[str, Any]) -> None:
+        """Hand the interval to the writer for the sensor_health table (best effort)."""
+        if self.ctrl is None or self.writer is None or not self.writer.is_alive():
+            return
+        row = {"ts": entry["time"], "interval_s": self.config.health_interval,
+               **{k: v for k, v in entry.items() if k != "time"}}
+        try:
+            self.ctrl.send(CTRL_HEALTH + json.dumps(row).encode(), socket.MSG_DONTWAIT)
+        except OSError as exc:  # a busy or gone writer costs this row, not the capture
+            log.warning("health interval not sent to the writer: %s", exc)
 
     def _render_metrics(self) -> str:
         return render(build_metrics(self.snapshot, self.config.capture.iface))

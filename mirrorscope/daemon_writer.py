@@ -29,6 +29,7 @@ log = logging.getLogger("mirrorscope.capture")
 CTRL_CONN = b"conn"
 CTRL_FINISH = b"finish"
 CTRL_DONE = b"done"
+CTRL_HEALTH = b"health"  # one health interval (JSON) for the sensor_health table
 CTRL_MAX = 1 << 20  # the finish message carries the run's stats as JSON
 
 
@@ -158,6 +159,8 @@ class _Writer:
                 self.receivers[fd] = receiver
                 self.selector.register(sock, selectors.EVENT_READ, receiver)
                 self.counts["connections"] += 1
+        elif message.startswith(CTRL_HEALTH):
+            self._health(message[len(CTRL_HEALTH):])
         elif message.startswith(CTRL_FINISH):
             payload = json.loads(message[len(CTRL_FINISH):] or b"{}")
             self.finish = payload
@@ -179,6 +182,14 @@ class _Writer:
             self.selector.unregister(receiver.sock)
             self.receivers.pop(receiver.sock.fileno(), None)
             receiver.sock.close()
+
+    def _health(self, payload: bytes) -> None:
+        """Store one health interval; a failure costs that row, never the writer."""
+        try:
+            row = json.loads(payload)
+            self.store.write_health(self.setup.run_id, [row])
+        except Exception as exc:
+            log.error("writer: health interval not stored: %s", exc)
 
     def _start_analysis(self) -> None:
         """Inventory and detection run here: the one process that sees every worker's flows."""

@@ -264,3 +264,29 @@ class AnomalyBatch(Base):
         ForeignKey("capture_runs.id", ondelete="CASCADE"), primary_key=True
     )
     batch_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class SensorHealth(Base):
+    """One health interval of a live capture run: what the sensor saw, dropped and used."""
+
+    __tablename__ = "sensor_health"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("capture_runs.id", ondelete="CASCADE"), nullable=False
+    )
+    ts: Mapped[float] = mapped_column(Double, nullable=False)  # wall clock, end of interval
+    interval_s: Mapped[float] = mapped_column(Double, nullable=False)
+    packets: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    kernel_packets: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    kernel_drops: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    flows: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    transactions: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    records_written: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    records_dropped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    rss_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    capture_loss: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    worker_restarts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    __table_args__ = (Index("ix_sensor_health_run_id_ts", "run_id", "ts"),)

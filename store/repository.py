@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Insert, delete, func, select, text, update
+from sqlalchemy import Engine, Insert, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -40,6 +40,7 @@ from mirrorscope.store.models import (
     EndpointObservation,
     FindingOccurrence,
     FindingRow,
+    SensorHealth,
     Transaction,
 )
 from mirrorscope.store.redact import (
@@ -452,6 +453,35 @@ class Store:
 
     # ------------------------------------------------------------------- writes
 
+    def write_health(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        """Append live-capture health intervals (packets, drops, memory, capture loss ...)."""
+        columns = [c.name for c in SensorHealth.__table__.columns if c.name not in ("id",
+                                                                                   "run_id")]
+        values = []
+        for row in rows:
+            record: dict[str, Any] = {"run_id": run_id}
+            for name in columns:
+                value = row.get(name, 0)
+                if name in ("ts", "interval_s", "capture_loss"):
+                    record[name] = float(value or 0.0)
+                else:
+                    record[name] = int(value or 0)
+            values.append(record)
+        if not values:
+            return
+
+        def operation(conn: DbConnection) -> None:
+            conn.execute(insert(SensorHealth), values)
+
+        self._write(operation)
+
+    def health(self, run_id: int) -> list[dict[str, Any]]:
+        """The health intervals of a run, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(SensorHealth).where(SensorHealth.run_id == run_id)
+                                .order_by(SensorHealth.ts, SensorHealth.id)).mappings().all()
+        return [{k: v for k, v in row.items() if k != "id"} for row in rows]
+
     def write_batch(self, run_id: int, items: Sequence[BatchItem]) -> None:
         """Store one batch of pipeline events in one transaction; re-writing is a no-op."""
         opened: dict[str, ConnectionOpened] = {}
@@ -844,7 +874,7 @@ def _require_run(conn: DbConnection, run_id: int, *, running: bool = False) -> s
 def _delete_run_rows(conn: DbConnection, run_id: int) -> None:
     """Remove everything a run wrote (children before the rows they reference)."""
     for table in (Transaction, AnomalyRow, AnomalyCount, AnomalyBatch, Connection,
-                  EndpointObservation, FindingOccurrence):
+                  EndpointObservation, FindingOccurrence, SensorHealth):
         conn.execute(delete(table).where(table.run_id == run_id))
 
 

@@ -11,6 +11,7 @@ import pytest
 from live_support import HERE, capture, db_directory, in_netns, read_store, run_json, veth_link
 
 from mirrorscope.store.analysis_repo import AnalysisStore
+from mirrorscope.store.repository import Store
 
 pytestmark = pytest.mark.usefixtures("live")
 
@@ -49,6 +50,8 @@ def test_live_transactions_equal_the_client_log() -> None:
             server.wait()
         transactions, runs = read_store(db)
         # The writer ran inventory over both workers' flows: the client's routes, templated.
+        with Store(f"sqlite:///{db}", upgrade=False) as store:
+            health = store.health(runs[0]["id"])
         with AnalysisStore(f"sqlite:///{db}") as analysis:
             observations = analysis.endpoint_observations()
             stored_ids = sorted(f["id"] for f in analysis.findings())
@@ -77,3 +80,7 @@ def test_live_transactions_equal_the_client_log() -> None:
     assert stats["stages"]["decode"].get("udp", 0) == 0
     assert stats["packets"] == stats["kernel"]["packets"]
     assert stats["identity"]["uid"] != 0
+    # One sensor_health row per interval (1 s in these tests); together they add up.
+    assert len(health) >= 3
+    assert sum(h["packets"] for h in health) == stats["packets"]
+    assert sum(h["kernel_drops"] for h in health) == 0

@@ -29,6 +29,7 @@ EXPECTED_TABLES = {
     "finding_occurrences",
     "detector_models",
     "anomaly_batches",
+    "sensor_health",
 }
 
 
