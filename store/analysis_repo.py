@@ -16,13 +16,18 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Insert, case, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection as DbConnection
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.model import EndpointSummary, Finding
 from mirrorscope.store import migrate
-from mirrorscope.store.db import WRITE_OPTION, StoreError, make_engine
+from mirrorscope.store.db import StoreError, make_engine
+from mirrorscope.store.dbops import (
+    describe,
+    dialect_insert,
+    run_write,
+    schema_error,
+)
 from mirrorscope.store.models import (
     SEVERITIES,
     CaptureRun,
@@ -36,8 +41,6 @@ from mirrorscope.store.sanitize import safe_text
 T = TypeVar("T")
 
 # Same retry policy as Store: every write here is one idempotent transaction.
-WRITE_ATTEMPTS = 4
-RETRY_BASE_DELAY = 0.05  # seconds, doubled per attempt
 # Nesting beyond this in a stored JSON document is replaced by a marker: a last line of
 # defence so that a pathologically deep document cannot exhaust the recursion limit.
 MAX_JSON_DEPTH = 64
@@ -114,43 +117,17 @@ class AnalysisStore:
             return
         if current is None and empty:
             raise StoreError("database has no mirrorscope schema: run `mirrorscope db upgrade`")
-        if current is None:
-            raise StoreError(
-                "database holds tables but no mirrorscope schema revision: "
-                "refusing to write to a database that is not mirrorscope's"
-            )
-        if current not in migrate.known_revisions():
-            raise StoreError(
-                f"database schema revision {current!r} is newer than this mirrorscope "
-                f"(which knows up to {head!r}): upgrade mirrorscope"
-            )
-        raise StoreError(
-            f"database schema is behind (at {current!r}, needs {head!r}): "
-            "run `mirrorscope db upgrade`"
-        )
+        raise schema_error(current, head)
 
     # ------------------------------------------------------------------ plumbing
 
     def _write(self, operation: Callable[[DbConnection], T]) -> T:
         """Run operation in one write transaction, retrying transient lock failures."""
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                options = {WRITE_OPTION: True}
-                with self._engine.connect().execution_options(**options) as conn, conn.begin():
-                    return operation(conn)
-            except OperationalError as exc:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise StoreError(
-                        f"database write failed after {WRITE_ATTEMPTS} attempts: {_describe(exc)}"
-                    ) from exc
-                time.sleep(RETRY_BASE_DELAY * 2**attempt)
-            except SQLAlchemyError as exc:
-                raise StoreError(f"database write failed: {_describe(exc)}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        return run_write(self._engine, operation)
 
     def _insert(self, table: type[Any]) -> Insert:
         """The dialect's INSERT, which offers ON CONFLICT."""
-        return postgresql.insert(table) if self._postgres else sqlite.insert(table)
+        return dialect_insert(self._postgres, table)
 
     # ----------------------------------------------------------------- endpoints
 
@@ -663,8 +640,4 @@ def _read_errors() -> Iterator[None]:
         raise StoreError(f"database read failed: {_describe(exc)}") from exc
 
 
-def _describe(exc: SQLAlchemyError) -> str:
-    """A one-line description of a database error (statement parameters stay hidden)."""
-    original = getattr(exc, "orig", None) or exc
-    message = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {message[0] if message else ''}"
+_describe = describe

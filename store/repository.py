@@ -9,16 +9,14 @@ import base64
 import hashlib
 import json
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Insert, delete, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection as DbConnection
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.model import (
     Anomaly,
@@ -30,7 +28,13 @@ from mirrorscope.model import (
     is_security_anomaly,
 )
 from mirrorscope.store import migrate
-from mirrorscope.store.db import WRITE_OPTION, StoreError, make_engine
+from mirrorscope.store.db import StoreError, make_engine
+from mirrorscope.store.dbops import (
+    describe,
+    dialect_insert,
+    run_write,
+    schema_error,
+)
 from mirrorscope.store.models import (
     AnomalyBatch,
     AnomalyCount,
@@ -56,8 +60,6 @@ BatchItem = ConnectionOpened | ConnectionClosed | HttpTransaction | Anomaly
 
 # A write that hits "database is locked" (SQLite) or a deadlock/serialisation failure
 # (PostgreSQL) is retried; every write is one idempotent transaction, so a retry is safe.
-WRITE_ATTEMPTS = 4
-RETRY_BASE_DELAY = 0.05  # seconds, doubled per attempt
 DEFAULT_MAX_BODY_HEAD = 64 * 1024
 # Anomaly flood control (Zeek's weird sampling): counts stay exact, but only the first
 # ANOMALY_ROWS_KEPT anomalies of a kind in a run are stored as rows, then one in
@@ -205,43 +207,17 @@ class Store:
                     raise StoreError(f"cannot create the schema: {_describe(exc)}") from exc
                 return
             raise StoreError("database has no mirrorscope schema: run `mirrorscope db upgrade`")
-        if current is None:
-            raise StoreError(
-                "database holds tables but no mirrorscope schema revision: "
-                "refusing to write to a database that is not mirrorscope's"
-            )
-        if current not in migrate.known_revisions():
-            raise StoreError(
-                f"database schema revision {current!r} is newer than this mirrorscope "
-                f"(which knows up to {head!r}): upgrade mirrorscope"
-            )
-        raise StoreError(
-            f"database schema is behind (at {current!r}, needs {head!r}): "
-            "run `mirrorscope db upgrade`"
-        )
+        raise schema_error(current, head)
 
     # ------------------------------------------------------------------ plumbing
 
     def _write(self, operation: Callable[[DbConnection], T]) -> T:
         """Run operation in one write transaction, retrying transient lock failures."""
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                options = {WRITE_OPTION: True}
-                with self._engine.connect().execution_options(**options) as conn, conn.begin():
-                    return operation(conn)
-            except OperationalError as exc:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise StoreError(
-                        f"database write failed after {WRITE_ATTEMPTS} attempts: {_describe(exc)}"
-                    ) from exc
-                time.sleep(RETRY_BASE_DELAY * 2**attempt)
-            except SQLAlchemyError as exc:
-                raise StoreError(f"database write failed: {_describe(exc)}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        return run_write(self._engine, operation)
 
     def _insert(self, table: type[Any]) -> Insert:
         """The dialect's INSERT, which offers ON CONFLICT."""
-        return postgresql.insert(table) if self._postgres else sqlite.insert(table)
+        return dialect_insert(self._postgres, table)
 
     def _text(self, value: str) -> str:
         """Free wire text as stored: redacted unless store_raw, then made storable."""
@@ -852,11 +828,7 @@ def _b64(head: bytes | None) -> str | None:
     return None if head is None else base64.b64encode(head).decode("ascii")
 
 
-def _describe(exc: SQLAlchemyError) -> str:
-    """A one-line description of a database error (statement parameters stay hidden)."""
-    original = getattr(exc, "orig", None) or exc
-    message = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {message[0] if message else ''}"
+_describe = describe
 
 
 def _require_run(conn: DbConnection, run_id: int, *, running: bool = False) -> str:
