@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 STAGES = ("decode", "tcp", "http", "analysis", "store")
 EXPIRE_EVERY_SECONDS = 1.0  # packet-time interval between timeout sweeps
 STORE_BATCH = 2000  # records per database transaction
-WRITER_QUEUE_BATCHES = 64  # batches waiting for the writer thread before put() waits
+WRITER_QUEUE_BATCHES = 4  # batches waiting for the writer thread (bounds memory: 64 gave 495 MB)
 DEFAULT_DB = "sqlite:///mirrorscope.db"
 
 
