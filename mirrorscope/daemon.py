@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pwd
 import signal
 import socket
 import time
@@ -180,6 +181,7 @@ class _Supervisor:
                 self.metrics = MetricsServer(config.metrics_port, self._render_metrics)
             except OSError as exc:
                 raise DaemonError(f"--metrics-port {config.metrics_port}: {exc.strerror}") from exc
+        self._prepare_database(key)
         self._drop_privileges()
         self.run_id = self._begin_run(key)
         # Everything loaded so far is shared with the children copy-on-write; keep the
@@ -198,6 +200,37 @@ class _Supervisor:
                  f", metrics on 127.0.0.1:{self.metrics.port}" if self.metrics else "")
         self._loop()
         return self._shutdown()
+
+    def _prepare_database(self, key: bytes) -> None:
+        """Create and migrate a new database before the drop, then hand a SQLite file to --user.
+
+        After the drop the Alembic scripts may be unreadable (a checkout in a 0700 folder), so
+        a brand-new database is migrated while we still can read them.  An existing SQLite
+        file is left to the unprivileged process: root would be refused a file it does not own.
+        """
+        from sqlalchemy.engine import make_url
+
+        from mirrorscope.store.db import StoreError
+        from mirrorscope.store.migrate import head_revision, known_revisions
+        from mirrorscope.store.repository import Store
+
+        head_revision()
+        known_revisions()
+        url = make_url(self.config.db_url)
+        sqlite_path = (Path(url.database) if url.get_backend_name() == "sqlite"
+                       and url.database and url.database != ":memory:" else None)
+        if sqlite_path is not None and sqlite_path.exists():
+            return
+        try:
+            Store(self.config.db_url, hmac_key=key, store_raw=self.config.store_raw).close()
+        except StoreError as exc:
+            raise DaemonError(f"database: {exc}") from exc
+        if sqlite_path is not None and self.config.user and os.geteuid() == 0:
+            account = pwd.getpwnam(self.config.user)
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{sqlite_path}{suffix}")
+                if part.exists():
+                    os.chown(part, account.pw_uid, account.pw_gid)
 
     def _drop_privileges(self) -> None:
         config = self.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -27,7 +28,8 @@ def alembic_config() -> Config:
     return config
 
 
-def head_revision() -> str:
+@functools.cache  # the scripts ship with the code; a live sensor may not read them after its
+def head_revision() -> str:  # privilege drop (a 0700 checkout), so they are read once, early
     """The revision the code expects the database to be at."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
@@ -35,10 +37,15 @@ def head_revision() -> str:
     return head
 
 
-def known_revisions() -> set[str]:
+def known_revisions() -> frozenset[str]:
     """Every revision this code's migration scripts know about."""
+    return _known_revisions()
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
     scripts = ScriptDirectory.from_config(alembic_config())
-    return {script.revision for script in scripts.walk_revisions()}
+    return frozenset(script.revision for script in scripts.walk_revisions())
 
 
 def current_revision(engine: Engine) -> str | None:
