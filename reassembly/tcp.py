@@ -124,6 +124,7 @@ class TcpReassembler(StreamPlacement):
         closed_linger: float = 5.0,
         retain_acked_window: int = 64 << 10,
         overlap_policy: str = "first",
+        max_buffered_bytes: int = 512 << 20,
     ) -> None:
         if overlap_policy not in _POLICIES:
             raise TcpError(f"overlap_policy must be one of {_POLICIES}, not {overlap_policy!r}")
@@ -132,6 +133,7 @@ class TcpReassembler(StreamPlacement):
             ("max_ooo_segments", max_ooo_segments),
             ("max_flows", max_flows),
             ("max_half_open", max_half_open),
+            ("max_buffered_bytes", max_buffered_bytes),
         ):
             if value < 1:
                 raise TcpError(f"{name} must be >= 1, not {value}")
@@ -145,6 +147,9 @@ class TcpReassembler(StreamPlacement):
             if not seconds >= 0:
                 raise TcpError(f"{name} must be >= 0, not {seconds}")
         self.max_ooo_bytes = max_ooo_bytes
+        # Global cap over every flow's buffers, enforced at each expire() (once a second of
+        # packet time in the pipeline): the per-flow bound times the flow count can be GBs.
+        self.max_buffered_bytes = max_buffered_bytes
         self.max_ooo_segments = max_ooo_segments
         self.max_flows = max_flows
         self.max_half_open = min(max_half_open, max_flows)
@@ -241,7 +246,30 @@ class TcpReassembler(StreamPlacement):
             if flow.closed_ts + self.closed_linger > now:
                 break
             self._forget(flow)
+        self._enforce_memory_cap(now, out)
         return out
+
+    def _enforce_memory_cap(self, now: float, out: list[Event]) -> None:
+        """Over the global cap: evict flows that hold buffers, least recently active first.
+
+        Eviction closes a flow the way a timeout does: buffered bytes are delivered and the
+        holes become gaps, so nothing is invented and the loss is counted.  It stops at 90 %
+        of the cap so the next packets do not trip it again at once.
+        """
+        total = self.buffered_bytes
+        if total <= self.max_buffered_bytes:
+            return
+        target = self.max_buffered_bytes * 9 // 10
+        for flow in list(self._established.values()):
+            if total <= target:
+                break
+            held = sum((half.buf.nbytes if half.buf is not None else 0)
+                       + (len(half.kept) if half.kept is not None else 0)
+                       for half in flow.halves)
+            if held == 0:
+                continue
+            self._evict(flow, "memory", now, out)
+            total -= held
 
     def flush(self, now: float) -> list[Event]:
         """End of input: close every flow with reason "end" and forget everything."""

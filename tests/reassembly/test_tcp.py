@@ -764,3 +764,30 @@ def test_capture_loss_ratio() -> None:
 def test_misconfiguration_raises_tcp_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(TcpError):
         TcpReassembler(**kwargs)  # type: ignore[arg-type]
+
+
+def test_global_buffer_cap_evicts_least_recent_flows_with_holes() -> None:
+    """Many flows each holding bytes above a hole: expire() brings the total under the cap."""
+    per_flow, flows, cap = 4000, 50, 60_000  # 200 kB held in all, cap 60 kB
+    run = Run(max_buffered_bytes=cap, retain_acked_window=0)
+    for n in range(flows):
+        ck = FlowKey("10.0.1.1", 30000 + n, "10.0.0.2", 80)
+        sk = ck.reversed()
+        ts = 1.0 + n * 0.01
+        run.feed(seg(ck, C_ISN, SYN, ts=ts), seg(sk, S_ISN, SYN | ACK, ack=C_ISN + 1, ts=ts),
+                 seg(ck, C_ISN + 1, ACK, ack=S_ISN + 1, ts=ts),
+                 # 100 bytes lost at the start, then per_flow bytes held above the hole.
+                 seg(ck, C_ISN + 1 + 100, ACK | PSH, blob(per_flow, seed=n), ack=S_ISN + 1,
+                     ts=ts))
+    assert run.r.buffered_bytes >= flows * per_flow
+    run.expire(2.0)  # before any idle timeout: only the cap can close flows
+    assert run.r.buffered_bytes <= cap * 9 // 10
+    evicted = run.r.stats.flows_evicted.get("memory", 0)
+    assert evicted >= (flows * per_flow - cap) // per_flow
+    # Evicted flows delivered what they held after a gap of the lost 100 bytes.
+    assert run.gaps(ORIG) == [100] * evicted
+    assert sum(len(e.data) for e in run.of(StreamData)) == evicted * per_flow
+    # The least recently active flows went first.
+    closed = {e.conn_id for e in run.of(StreamGap)}
+    opened = [e.conn_id for e in run.of(ConnectionOpened)]
+    assert closed == set(opened[:evicted])
