@@ -29,27 +29,12 @@ from typing import Any, Protocol
 
 from mirrorscope import __version__
 from mirrorscope.model import Finding
+from mirrorscope.store.analysis_repo import FINDING_KEYS
 
 log = logging.getLogger("mirrorscope.alerts")
 
-# The public findings contract, in output order (the store adds a triage "status").
-ALERT_KEYS = (
-    "id",
-    "kind",
-    "owasp",
-    "severity",
-    "confidence",
-    "endpoint",
-    "client_ip",
-    "principal",
-    "first_seen",
-    "last_seen",
-    "count",
-    "transactions",
-    "evidence",
-    "explanation",
-    "remediation",
-)
+# The public findings contract, in output order: the store's, less its triage "status".
+ALERT_KEYS = tuple(key for key in FINDING_KEYS if key != "status")
 # Nesting deeper than this in evidence/explanation is replaced by a marker (as the store does).
 MAX_JSON_DEPTH = 64
 TOO_DEEP_MARK = "...[too deep]"
