@@ -430,6 +430,7 @@ def _finding_row(
     # + 0.0 folds -0.0 into 0.0: one window, one key.
     window = _finite(window_start, "window_start") + 0.0
     key = _digest([kind, host, method, path, client, principal, repr(window)])
+    group = _digest([kind, host, method, path, client, principal])
     count = _count(finding.count)
     ts_first = _finite(finding.ts_first, "ts_first")
     ts_last = _finite(finding.ts_last, "ts_last")
@@ -455,6 +456,7 @@ def _finding_row(
             "remediation": safe_text(finding.remediation),
             "transactions": _json_text([list(ref) for ref in finding.transactions]),
             "status": "open",
+            "group_key": group,
             "first_run_id": run_id,
             "last_run_id": run_id,
             "updated_at": now,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 # Deterministic constraint names, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -222,6 +223,49 @@ class FindingRow(Base):
         ForeignKey("capture_runs.id", ondelete="SET NULL")
     )
     updated_at: Mapped[float] = mapped_column(Double)  # wall clock
+    # The finding's key without its window: one attack recurring in later windows shares it,
+    # so a resolved finding seen again can be re-opened as a regression.
+    group_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    status_actor: Mapped[str | None] = mapped_column(Text)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_at: Mapped[float | None] = mapped_column(Double)  # wall clock
+    regression_of: Mapped[int | None] = mapped_column(BigInteger)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class FindingStatusChange(Base):
+    """Audit trail of a finding's status: who changed it, from what, to what, and why."""
+
+    __tablename__ = "finding_status_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finding_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("findings.id", ondelete="CASCADE"), index=True
+    )
+    ts: Mapped[float] = mapped_column(Double)  # wall clock
+    actor: Mapped[str] = mapped_column(Text)
+    old_status: Mapped[str | None] = mapped_column(String(16))
+    new_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class ResponseFiring(Base):
+    """Ledger of automated responses: one row per (rule, action, target), so nothing fires twice."""
+
+    __tablename__ = "response_firings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fire_key: Mapped[str] = mapped_column(String(64), unique=True)
+    rule: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    first_fired: Mapped[float] = mapped_column(Double)
+    last_fired: Mapped[float] = mapped_column(Double)
+    fired_count: Mapped[int] = mapped_column(Integer)
+    finding_ids: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    payload: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    outcome: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class FindingOccurrence(Base):

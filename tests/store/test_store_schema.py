@@ -26,6 +26,8 @@ EXPECTED_TABLES = {
     "anomaly_counts",
     "endpoint_observations",
     "findings",
+    "finding_status_history",
+    "response_firings",
     "finding_occurrences",
     "detector_models",
     "anomaly_batches",
