@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -289,6 +290,18 @@ def _register_analysis_commands() -> None:
         main.add_command(command)
     for command in db_commands:
         db.add_command(command)
+    for module, attribute in REMEDIATION_COMMANDS:
+        main.add_command(getattr(importlib.import_module(module), attribute))
+
+
+# Remediation and shift-left commands (issue #9), one module each.
+REMEDIATION_COMMANDS = (
+    ("mirrorscope.cli_owners", "owners_command"),
+    ("mirrorscope.cli_report", "report_command"),
+    ("mirrorscope.cli_respond", "respond_command"),
+    ("mirrorscope.cli_lint", "lint_command"),
+    ("mirrorscope.cli_dast", "test_command"),
+)
 
 
 _register_analysis_commands()

@@ -1,0 +1,11 @@
+"""`mirrorscope test` (work in progress: replaced by its implementation)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("test")
+def test_command() -> None:
+    """Not implemented yet."""
+    raise click.ClickException("not implemented yet")
