@@ -131,6 +131,7 @@ class HttpStats:
     gaps: int = 0
     gap_bytes: int = 0
     tunnels: int = 0
+    inner_http_tunnels: int = 0  # CONNECT tunnels found to carry plaintext HTTP/1.x
     h2c: int = 0
     http09: int = 0
     role_swaps: int = 0
@@ -281,6 +282,7 @@ class _Conn:
         "garbage",
         "garbage_text",
         "info",
+        "inner",
         "mode",
         "partial",
         "pending",
@@ -296,6 +298,7 @@ class _Conn:
         "responses_seen",
         "server",
         "swapped",
+        "tunnel_parsers",
         "waiting",
     )
 
@@ -329,6 +332,30 @@ class _Conn:
         self.probe_bufs: list[bytearray] = [bytearray(), bytearray()]
         self.probe_scanned = 0
         self.probe_scanners: list[StartLineScanner] | None = None
+        self.inner = False  # classifying (or parsing) what a CONNECT tunnel carries
+        # Parsers retired by a CONNECT 2xx, holding the bytes that followed the switch.
+        self.tunnel_parsers: tuple[MessageParser | None, MessageParser | None] | None = None
+
+    def restart_inner(self) -> None:
+        """Forget the outer HTTP state: the tunnel's first bytes are classified afresh."""
+        self.inner = True
+        self.mode = _M_UNKNOWN
+        self.confirmed = False
+        self.req_parser = self.resp_parser = None
+        self.pending = deque()
+        self.cur_req = self.cur_resp = self.bound = None
+        self.bound_set = False
+        self.info = None
+        self.waiting = []
+        self.flushed = 0
+        self.garbage = None
+        self.garbage_text = False
+        self.replay = None
+        self.closed = [False, False]
+        self.pre_anomalies = [[], []]
+        self.probe_bufs = [bytearray(), bytearray()]
+        self.probe_scanned = 0
+        self.probe_scanners = None
 
     def role_of(self, direction: Direction) -> int:
         """0 when this direction carries requests, 1 when it carries responses."""
@@ -421,6 +448,7 @@ class HttpObserver:
         decode_max_layers: int = 3,
         strict_oracle: bool = False,
         partial_scan_limit: int = _PARTIAL_SCAN_LIMIT,
+        sniff_connect_tunnels: bool = True,
     ) -> None:
         for name, value in (
             ("max_pending", max_pending),
@@ -441,6 +469,7 @@ class HttpObserver:
         self._decode_max_ratio = decode_max_ratio
         self._decode_max_layers = decode_max_layers
         self._partial_scan_limit = partial_scan_limit
+        self._sniff_tunnels = sniff_connect_tunnels
         self._oracle: Callable[[bytes, bool, str | None], str | None] | None = None
         if strict_oracle:
             from .http_oracle import h11_verdict  # h11 stays off the hot path otherwise
@@ -514,6 +543,8 @@ class HttpObserver:
             parser = conn.req_parser if role == 0 else conn.resp_parser
             assert parser is not None
             parser.feed(data)
+            if conn.tunnel_parsers is not None:
+                self._enter_tunnel(conn)
         elif mode == _M_UNKNOWN:
             self._classify(conn, direction, data)
         elif mode == _M_PROBE:
@@ -676,7 +707,11 @@ class HttpObserver:
     def _start_http(self, conn: _Conn, confirmed: bool) -> None:
         conn.mode = _M_HTTP
         conn.confirmed = confirmed
-        if confirmed:
+        if conn.inner:
+            conn.confirmed = True  # counted once already, as the outer connection
+            self.stats.inner_http_tunnels += 1
+            conn.inner = False
+        elif confirmed:
             self.stats.http_connections += 1
         conn.req_parser = MessageParser(True, _Sink(self, conn, 0), self._limits)
         conn.resp_parser = MessageParser(False, _Sink(self, conn, 1), self._limits)
@@ -696,6 +731,8 @@ class HttpObserver:
         for parser in (conn.req_parser, conn.resp_parser):
             if parser is not None:
                 parser.kill()
+        if conn.inner:  # a tunnel carrying TLS, SMTP, ...: the connection was HTTP
+            return
         self.stats.non_http_connections += 1
 
     def _confirm(self, conn: _Conn) -> None:
@@ -972,25 +1009,48 @@ class HttpObserver:
         else:
             self._emit(conn, req, resp)
         if resp.tunnel:
-            self._tunnel(conn, resp)
+            self._tunnel(conn, resp, req)
 
-    def _tunnel(self, conn: _Conn, resp: _Message) -> None:
-        """CONNECT 2xx or 101: the rest of the connection is not HTTP/1.x."""
+    def _tunnel(self, conn: _Conn, resp: _Message, req: _Message | None) -> None:
+        """CONNECT 2xx or 101: the rest of the connection is not HTTP/1.x.
+
+        A CONNECT tunnel may carry plaintext HTTP (a forward proxy's port-80 traffic):
+        its first bytes are classified again, as Zeek and Suricata do, instead of
+        being ignored.  Upgrades (101: WebSocket, h2c) are not followed.
+        """
         self.stats.tunnels += 1
         upgrade = ",".join(resp.head.values("upgrade")).lower()
         if "h2c" in upgrade:
             self.stats.h2c += 1
         self._emit_anomaly("http.tunnel", conn.conn_id, None,
                            f"status {resp.head.status} {upgrade}".strip())  # fmt: skip
+        inner = (self._sniff_tunnels and req is not None and req.head.method == "CONNECT"
+                 and 200 <= resp.head.status < 300)  # fmt: skip
         for parser in (conn.req_parser, conn.resp_parser):
             if parser is not None:
-                parser.tunnel()
-        for req, wresp in conn.waiting:
-            self._finish_message(req, True)
-            self._emit(conn, req, wresp)
+                parser.tunnel(keep=inner)
+        for req_done, wresp in conn.waiting:
+            self._finish_message(req_done, True)
+            self._emit(conn, req_done, wresp)
         conn.waiting = []
         self._flush_pending(conn, "")
         conn.mode = _M_IGNORED
+        if inner:
+            # The retired parsers still collect what followed the switch in this feed;
+            # _enter_tunnel hands it on once the feed returns.
+            conn.tunnel_parsers = (conn.req_parser, conn.resp_parser)
+
+    def _enter_tunnel(self, conn: _Conn) -> None:
+        """Classify the bytes after a CONNECT 2xx as a new stream on the same connection."""
+        assert conn.tunnel_parsers is not None
+        old_req, old_resp = conn.tunnel_parsers
+        conn.tunnel_parsers = None
+        rests = [bytes(p.tunnel_rest) if p is not None and p.tunnel_rest else b""
+                 for p in (old_req, old_resp)]  # fmt: skip
+        conn.restart_inner()
+        for role, rest in enumerate(rests):
+            if rest and conn.mode in (_M_UNKNOWN, _M_HTTP):
+                self._data(conn, conn.direction_of(role), rest)
 
     # -- pairing and emission ------------------------------------------------------
 

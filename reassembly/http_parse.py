@@ -873,12 +873,14 @@ class MessageParser:
         "_trailers",
         "is_request",
         "limits",
+        "tunnel_rest",
     )
 
     def __init__(self, is_request: bool, sink: ParserSink, limits: Limits | None = None) -> None:
         self.is_request = is_request
         self.limits = limits or Limits()
         self._sink = sink
+        self.tunnel_rest: bytearray | None = None  # bytes after a tunnel switch, when kept
         self._buf = bytearray()
         self._state = _S_START
         self._scan = 0  # where to resume searching for a line end
@@ -924,8 +926,14 @@ class MessageParser:
         self._buf = bytearray()
         self._lines = []
 
-    def tunnel(self) -> None:
-        """Everything from now on is tunnelled, not HTTP."""
+    def tunnel(self, keep: bool = False) -> None:
+        """Everything from now on is tunnelled, not HTTP.
+
+        ``keep``: the bytes already held or fed after the switch are kept (bounded by
+        max_header_bytes) in ``tunnel_rest``, so the caller can sniff the inner protocol.
+        """
+        if keep:
+            self.tunnel_rest = bytearray(self._buf) if self._state == _S_HOLD else bytearray()
         self._state = _S_TUNNEL
         self._buf = bytearray()
         self._lines = []
@@ -992,6 +1000,9 @@ class MessageParser:
             work = data
         i = self._run(work, False)
         if self._state in (_S_DEAD, _S_TUNNEL):
+            rest = self.tunnel_rest
+            if rest is not None and i < len(work):
+                rest += work[i : i + max(0, self.limits.max_header_bytes - len(rest))]
             self._buf = bytearray()
         elif work is self._buf:
             if i:
@@ -1145,8 +1156,8 @@ class MessageParser:
                 elif state == _S_HOLD:
                     self._buf = bytearray(work[i : i + self.limits.max_header_bytes])
                     return n
-                else:  # dead or tunnel
-                    return n
+                else:  # dead or tunnel: what follows a tunnel switch is left to the caller
+                    return n if state == _S_DEAD else i
                 if new_i < 0:
                     return i  # wait for more bytes; keep work[i:]
                 if new_i == i and self._state == state:

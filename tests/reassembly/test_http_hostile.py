@@ -277,6 +277,58 @@ def test_connect_200_then_tls_is_a_tunnel() -> None:
     assert result.observer.stats.tunnels == 1
 
 
+CONNECT_80 = b"CONNECT api.example.com:80 HTTP/1.1\r\nHost: api.example.com:80\r\n\r\n"
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [(">", CONNECT_80), ("<", ESTABLISHED), (">", GET), ("<", OK)],
+        # The client does not wait for the 200; the proxy answers both at once.
+        [(">", CONNECT_80 + GET), ("<", ESTABLISHED + OK)],
+        [(">", CONNECT_80), (">", GET), ("<", ESTABLISHED), ("<", OK)],
+    ],
+    ids=["in-turn", "same-segments", "request-held"],
+)
+def test_plaintext_http_inside_connect_is_parsed(steps: list[tuple[str, bytes]]) -> None:
+    # suricata-verify http-connect-*: the tunnel's GET is a transaction of its own.
+    result = run(steps)
+    txs = result.by_depth()
+    assert [(t.request.method, t.response.status) for t in txs if t.request and t.response] == [
+        ("CONNECT", 200),
+        ("GET", 200),
+    ]
+    inner = txs[1]
+    assert inner.request is not None and inner.request.target == "/index.html"
+    assert inner.response is not None and inner.response.body.head == b"hello"
+    stats = result.observer.stats
+    assert (stats.tunnels, stats.inner_http_tunnels) == (1, 1)
+    assert (stats.http_connections, stats.non_http_connections) == (1, 0)
+
+
+def test_connect_tunnel_sniffing_can_be_turned_off() -> None:
+    steps = [(">", CONNECT_80), ("<", ESTABLISHED), (">", GET), ("<", OK)]
+    result = run(steps, HttpObserver(sniff_connect_tunnels=False))
+    assert [t.request.method for t in result.transactions if t.request] == ["CONNECT"]
+    assert result.observer.stats.inner_http_tunnels == 0
+
+
+def test_connect_tunnel_with_smtp_inside_is_not_http() -> None:
+    steps = [
+        (">", b"CONNECT mail.example.com:25 HTTP/1.0\r\n\r\n"),
+        ("<", b"HTTP/1.0 200 Connection established\r\n\r\n"),
+        ("<", b"220 mail.example.com ESMTP\r\n"),
+        (">", b"EHLO client\r\n"),
+        ("<", b"250 mail.example.com\r\n"),
+    ]
+    result = run(steps)
+    assert [t.request.method for t in result.transactions if t.request] == ["CONNECT"]
+    stats = result.observer.stats
+    assert (stats.http_connections, stats.non_http_connections) == (1, 0)
+    assert stats.inner_http_tunnels == 0
+
+
 def test_connect_407_then_new_request_is_parsed() -> None:
     steps = [
         (">", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
