@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from mirrorscope.model import Anomaly, FlowKey, RawFrame, Segment
 
 from . import linktypes as lt
+from .checksum import CHECKSUM_MODES, ChecksumPolicy, tcp_checksum_ok
 from .defrag import FragmentReassembler
 
 Event = Segment | Anomaly
@@ -90,6 +91,9 @@ class DecodeStats:
     tunnel_gtp: int = 0
     tunnel_teredo: int = 0
     tunnel_ayiya: int = 0
+    checksum_bad_dropped: int = 0  # segments dropped for a bad TCP checksum (insertion)
+    checksum_bad_kept: int = 0  # bad checksums kept (checksum=auto): offload or suspect
+    checksum_offload_sources: int = 0  # sending addresses judged offloaded
 
 
 class DecodeError(ValueError):
@@ -105,9 +109,13 @@ class Decoder:
         max_frag_bytes: int = 8 << 20,
         max_frag_sets: int = 4096,
         frag_timeout: float = 30.0,
+        checksum: str = "auto",
     ) -> None:
         if max_frag_bytes <= 0 or max_frag_sets <= 0 or frag_timeout <= 0:
             raise DecodeError("fragment bounds and timeout must be positive")
+        if checksum not in CHECKSUM_MODES:
+            raise DecodeError(f"checksum mode must be one of {', '.join(CHECKSUM_MODES)}")
+        self._checksums = None if checksum == "off" else ChecksumPolicy(checksum)
         self._stats = DecodeStats()
         self.unsupported: dict[str, int] = {}
         self._defrag = FragmentReassembler(
@@ -159,11 +167,22 @@ class Decoder:
                     sport, dport, seq, ack, offset, flags, window = _TCP.unpack_from(data, 34)
                     start = 34 + ((offset >> 4) << 2)
                     if 54 <= start <= ip_end:
-                        cache_key = (data[26:34], sport, dport)
+                        addrs = data[26:34]
+                        note = None
+                        policy = self._checksums
+                        if policy is not None:
+                            if tcp_checksum_ok(addrs, data[34:ip_end]):
+                                policy.good(data[26:30])
+                            else:
+                                note = self._bad_checksum(addrs, frame.ts)
+                                if policy.mode == "strict":
+                                    return (note,)  # type: ignore[return-value]
+                        cache_key = (addrs, sport, dport)
                         key = self._keys.get(cache_key) or self._flow_key(cache_key)
                         self._stats.tcp_segments += 1
                         payload = data[start:ip_end]
-                        return (Segment(frame.ts, key, seq, ack, flags, payload, window, 0, ttl),)
+                        seg = Segment(frame.ts, key, seq, ack, flags, payload, window, 0, ttl)
+                        return (seg,) if note is None else (note, seg)
             return self._ethernet(data, 0, wire_end, frame.ts, 0)
         if linktype in _RAW_LINKTYPES:
             return self._ip_by_version(data, 0, wire_end, frame.ts, 0)
@@ -181,6 +200,44 @@ class Decoder:
         return out
 
     # ---------------------------------------------------------------- helpers
+
+    def _bad_checksum(self, addrs: bytes, ts: float) -> Anomaly | None:
+        """A bad TCP checksum: None to keep the segment silently, else an anomaly.
+
+        ``tcp.bad_checksum`` comes with a dropped segment (strict) or a kept suspect one
+        (auto); ``capture.checksum_offload`` (segment kept) the first time a sender is
+        judged offloaded.
+        """
+        policy = self._checksums
+        assert policy is not None
+        source = addrs[: len(addrs) // 2]
+        known = len(policy.offloaded)
+        stats = self._stats
+        verdict = policy.judge_bad(source)
+        if verdict == "offload":
+            stats.checksum_bad_kept += 1
+            if len(policy.offloaded) == known:
+                return None
+            stats.checksum_offload_sources += 1
+            stats.anomalies += 1
+            return Anomaly("capture.checksum_offload", ts,
+                           detail=f"{_addr_text(source)} sends bad TCP checksums: offload "
+                                  "assumed, its segments are kept")  # fmt: skip
+        stats.anomalies += 1
+        if verdict == "suspect":
+            stats.checksum_bad_kept += 1
+            return Anomaly("tcp.bad_checksum", ts,
+                           detail=f"segment from {_addr_text(source)} kept: the receiver "
+                                  "discards it (insertion?); strict mode drops it")  # fmt: skip
+        stats.checksum_bad_dropped += 1
+        return Anomaly("tcp.bad_checksum", ts,
+                       detail=f"segment from {_addr_text(source)} dropped: the receiver "
+                              "discards it (insertion?)")  # fmt: skip
+
+    def offload_report(self) -> list[str]:
+        """Addresses whose bad checksums were kept as offload artefacts (checksum=auto)."""
+        policy = self._checksums
+        return [] if policy is None else [_addr_text(a) for a in policy.offloaded]
 
     def _anomaly(self, kind: str, ts: float, detail: str) -> tuple[Event, ...]:
         self._stats.anomalies += 1
@@ -463,14 +520,18 @@ class Decoder:
         may_fragment: bool,
     ) -> Sequence[Event]:
         """Walk IPv6 extension headers from ``pos`` to the upper-layer protocol."""
+        routed = False  # a routing header with segments left: the pseudo-header's
+        # destination is the final one, which we do not resolve, so no checksum check
         for _header in range(MAX_IPV6_EXT_HEADERS):
             if next_header == lt.IPPROTO_TCP:
-                return self._tcp(data, pos, ip_end, cap_end, ts, hop_limit, addrs)
+                return self._tcp(data, pos, ip_end, cap_end, ts, hop_limit, addrs, not routed)
             if next_header in _IPV6_EXT_8 or next_header == lt.IPPROTO_AH:
                 if pos + 2 > cap_end:
                     return self._short(
                         pos + 2, ip_end, "decode.bad_ip_header", ts, "IPv6 extension header"
                     )
+                if next_header == 43 and pos + 4 <= cap_end and data[pos + 3]:
+                    routed = True
                 if next_header == lt.IPPROTO_AH:
                     size = (data[pos + 1] + 2) << 2
                 else:
@@ -594,6 +655,7 @@ class Decoder:
         ts: float,
         ttl: int,
         addrs: bytes,
+        verify: bool = True,
     ) -> Sequence[Event]:
         if l4 + 20 > cap_end:
             if l4 + 20 > ip_end:
@@ -617,6 +679,15 @@ class Decoder:
             # Only (part of) the options were captured; the payload length is still known.
             payload = b""
             missing = ip_end - start
+        note = None
+        policy = self._checksums
+        if policy is not None and verify and not missing and cap_end >= ip_end:
+            if tcp_checksum_ok(addrs, data[l4:ip_end]):
+                policy.good(addrs[: len(addrs) // 2])
+            else:
+                note = self._bad_checksum(addrs, ts)
+                if policy.mode == "strict":
+                    return (note,)  # type: ignore[return-value]
         cache_key = (addrs, sport, dport)
         key = self._keys.get(cache_key)
         if key is None:
@@ -625,7 +696,8 @@ class Decoder:
         stats.tcp_segments += 1
         if missing:
             stats.snaplen_cut += 1
-        return (Segment(ts, key, seq, ack, flags, payload, window, missing, ttl),)
+        seg = Segment(ts, key, seq, ack, flags, payload, window, missing, ttl)
+        return (seg,) if note is None else (note, seg)
 
     def _flow_key(self, cache_key: tuple[bytes, int, int]) -> FlowKey:
         addrs, sport, dport = cache_key
@@ -870,3 +942,8 @@ def _looks_like_teredo(data: bytes, body: int, end: int, cap_end: int) -> bool:
         return False
     payload_len = (data[pos + 4] << 8) | data[pos + 5]
     return pos + 40 + payload_len == end
+
+
+def _addr_text(raw: bytes) -> str:
+    """An IPv4 or IPv6 address in its usual text form."""
+    return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
