@@ -60,8 +60,10 @@ from mirrorscope.analysis.models_io import (
     DetectionModel,
     key_check,
 )
+from mirrorscope.analysis.origin import OriginConfig, OriginResolver
 from mirrorscope.analysis.rules_behaviour import BehaviourConfig, ClientBaseline
 from mirrorscope.analysis.rules_injection import check_request
+from mirrorscope.analysis.rules_origin import OriginLearner, OriginRules
 from mirrorscope.model import Anomaly, EndpointKey, Finding, HttpTransaction, is_security_anomaly
 
 __all__ = ["DetectionConfig", "DetectionError", "DetectionModel", "DetectionStats", "Detector",
@@ -94,6 +96,7 @@ class DetectionConfig:
     client_min_requests: int = 10  # smaller windows are not judged by the client forest
     client_alert_fpr: float = 0.01
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    origin: OriginConfig = field(default_factory=OriginConfig)  # proxies, networks, rules
     login_path: str = (r"(?:^|[/_.-])(?:log-?in|sign-?in|logon|auth|authenticate|"
                        r"sessions?|token|oauth2?)(?:$|[/_.-])")
     # Bounds.
@@ -170,6 +173,10 @@ class Detector:
         self._clock = -math.inf
         self._connections: OrderedDict[str, str] = OrderedDict()
         self._reported: set[tuple[str, str, str]] = set()
+        # Origins: learned per principal with the baseline, judged while scoring.
+        self._origins = OriginResolver(self.config.origin)
+        self._origin_learner = OriginLearner(self.config.origin)
+        self._origin_rules = OriginRules(self._origins, hmac_key)
 
     # ----------------------------------------------------------------- helpers
 
@@ -207,6 +214,7 @@ class Detector:
         endpoint, view = pair
         principal = self.principal_of(view.credential)
         first_time = endpoint not in self._known_endpoints
+        self._learn_origin(tx, principal)
         self._keep(endpoint, view, recent=False)
         self._observe(self._learn_windows, tx, endpoint, view, principal, first_time)
         self._learn_clock = max(self._learn_clock, view.ts)
@@ -293,6 +301,7 @@ class Detector:
             settings={"alert_fpr": cfg.alert_fpr, "min_alert_bits": cfg.min_alert_bits,
                       "window_seconds": cfg.window_seconds, "folds": cfg.folds,
                       "random_state": cfg.random_state, "n_estimators": cfg.n_estimators},
+            origin=self._origin_learner.baseline(),
         )
         return self.model
 
@@ -378,7 +387,10 @@ class Detector:
             window = self._observe(self._windows, tx, endpoint, view, principal, not known)
             if window is not None:
                 window.confidence_penalty = max(window.confidence_penalty, penalty)
-            if self.config.learn_unflagged and not result.flagged and not penalty:
+            origin_flagged = self._origin_occurrences(tx, endpoint, view.ts, principal, penalty)
+            if (self.config.learn_unflagged and not result.flagged and not penalty
+                    and not origin_flagged):
+                self._learn_origin(tx, principal)
                 self._keep(endpoint, view, recent=True)
         elif tx.response is not None:
             self._response_occurrences(tx, None, None, capture_loss(tx))
@@ -464,6 +476,25 @@ class Detector:
         if page is not None:
             self._add(page)
         self._response_occurrences(tx, endpoint, principal, penalty)
+
+    def _learn_origin(self, tx: HttpTransaction, principal: str | None) -> None:
+        """Remember the network a principal came from (the baseline of auth.new_network)."""
+        if principal is None or tx.request is None:
+            return
+        origin = self._origins.resolve(tx.client[0], tx.request.headers)
+        self._origin_learner.add(principal, self._origins.network_of(origin.client))
+
+    def _origin_occurrences(self, tx: HttpTransaction, endpoint: EndpointKey, ts: float,
+                            principal: str | None, penalty: float) -> bool:
+        """Forged forwarding chains, new networks and shared tokens; True when any fired."""
+        assert tx.request is not None
+        origin = self._origins.resolve(tx.client[0], tx.request.headers)
+        baseline = self.model.origin if self.model is not None else None
+        occurrences = self._origin_rules.check(origin, principal, endpoint, ts, baseline,
+                                               ((tx.conn_id, tx.trans_depth),), penalty)
+        for occ in occurrences:
+            self._add(occ)
+        return bool(occurrences)
 
     def _response_occurrences(self, tx: HttpTransaction, endpoint: EndpointKey | None,
                               principal: str | None, penalty: float) -> None:

@@ -108,6 +108,24 @@ CATALOG: dict[str, KindInfo] = {
         "API4:2023", "medium", "Decompression bomb",
         "Cap the decompressed size and ratio of bodies accepted by {endpoint}, and reject "
         "nested content encodings."),
+    "attack.forged_forwarding": KindInfo(
+        "API8:2023", "medium", "Forged forwarding headers (X-Forwarded-For / Forwarded)",
+        "Take the client address of {endpoint} only from forwarding headers your own proxies "
+        "add: configure the trusted proxy list and walk {where} right to left, stopping at the "
+        "first untrusted hop; make the edge proxy overwrite client-supplied X-Forwarded-For, "
+        "Forwarded and X-Real-IP; never grant access because a header claims an internal "
+        "address; encode the header before logging or displaying it."),
+    "auth.new_network": KindInfo(
+        "API2:2023", "low", "Credential used from a new network",
+        "Confirm with the owner of this principal that the use of {endpoint} from the new "
+        "network is theirs; if not, revoke the token and its refresh tokens. Bind sessions "
+        "to client context where possible, keep token lifetimes short and require MFA or "
+        "re-authentication when a credential appears from an unusual network."),
+    "auth.token_sharing": KindInfo(
+        "API2:2023", "high", "Credential used from many networks at once",
+        "One credential is in use from many networks within minutes: it is shared, leaked "
+        "or stolen. Revoke it, issue per-user/per-device credentials, bind tokens to the "
+        "client (DPoP, mTLS) and rate-limit per principal."),
     "ml.transaction_outlier": KindInfo(
         "API8:2023", "medium", "Request unlike the endpoint's baseline",
         "Review the request to {endpoint}: the explanation lists which features deviated. "

@@ -35,6 +35,7 @@ from mirrorscope.analysis.inventory_request import (
 )
 from mirrorscope.analysis.inventory_stats import EndpointStats, merge_docs
 from mirrorscope.analysis.openapi_diff import diff_against_spec
+from mirrorscope.analysis.origin import OriginResolver
 from mirrorscope.analysis.schema import LeafVisitor, infer_scalar
 from mirrorscope.analysis.sensitive import PII_TYPES, SECRET_TYPES, classify, mask, scan_text
 from mirrorscope.analysis.templating import Node, PathTrie, path_params, split_path, template_of
@@ -121,6 +122,7 @@ class Inventory:
         self._key = hmac_key
         self._tries: dict[str, PathTrie[EndpointStats]] = {}
         self._networks = NetworkClassifier(self.config.internal_networks)
+        self._origins = OriginResolver(self.config.origin)
         self._nonprod_re = re.compile(self.config.nonprod_pattern, re.IGNORECASE)
         self._nonprod_cache: dict[str, str | None] = {}
         self._book = FindingBook(self.config.max_findings, self.config.finding_transactions)
@@ -283,6 +285,9 @@ class Inventory:
         ts = req.ts_start
         client_ip = tx.client[0]
         internal = self._networks.is_internal(client_ip)
+        # Exposure is about who really called: the client behind trusted proxies.
+        resolved = self._origins.resolve(client_ip, req.headers).client
+        exposure, partner = self._origins.exposure(resolved)
         latency = None
         if resp is not None and resp.ts_start and req.ts_end:
             latency = max(0.0, (resp.ts_start - req.ts_end) * 1000.0)
@@ -290,7 +295,8 @@ class Inventory:
                       server=view.server, req_ct=view.request_media,
                       resp_ct=view.response_media, latency_ms=latency,
                       req_size=req.body.length, resp_size=resp.body.length if resp else None,
-                      anomalies=tx.anomalies, partial=tx.partial)
+                      anomalies=tx.anomalies, partial=tx.partial, exposure=exposure,
+                      partner=partner)
         confidence = 0.7 if tx.partial or tx.anomalies else 1.0
         ctx = _Context(self, tx, view, node, stats, ts, client_ip, confidence, new)
         for name, value in view.query:

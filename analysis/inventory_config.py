@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 
 from mirrorscope.analysis.inventory_errors import InventoryError
 from mirrorscope.analysis.inventory_stats import StatsLimits
+from mirrorscope.analysis.origin import DEFAULT_INTERNAL_NETWORKS, OriginConfig
 from mirrorscope.analysis.schema import SchemaLimits
 from mirrorscope.analysis.templating import TemplatingConfig
 
-__all__ = ["InventoryConfig", "InventoryError", "NetworkClassifier"]
+__all__ = ["DEFAULT_INTERNAL_NETWORKS", "InventoryConfig", "InventoryError",
+           "NetworkClassifier"]
 
-DEFAULT_INTERNAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
-                             "100.64.0.0/10", "169.254.0.0/16", "::1/128", "fc00::/7",
-                             "fe80::/10")
 # Host-name labels that mark a development or staging deployment.
 DEFAULT_NONPROD_PATTERN = (
     r"(^|[.\-])(dev|devel|develop|development|stg|stag|stage|staging|test|testing|tst|qa|uat|"
@@ -35,6 +34,9 @@ class InventoryConfig:
     nonprod_hosts: tuple[str, ...] = ()  # always non-production (exact names, lowercase)
     prod_hosts: tuple[str, ...] = ()  # never non-production, whatever their name says
     spec: dict | None = None  # a user's OpenAPI document: enables shadow/zombie findings
+    # Trusted proxies and internal/partner networks: each endpoint's exposure class counts
+    # (which kinds of clients called it) come from the client resolved behind proxies.
+    origin: OriginConfig = field(default_factory=OriginConfig)
     max_hosts: int = 1024  # beyond, new hosts share the "~other-hosts" bucket
     max_endpoints: int = 20_000  # beyond, new endpoints are counted but not tracked
     schema_full_samples: int = 200  # bodies inferred per endpoint before sampling starts

@@ -37,6 +37,7 @@ class StatsLimits:
     max_servers: int = 16
     max_issuers: int = 8
     max_anomaly_kinds: int = 16
+    max_partners: int = 32
 
 
 class Histogram:
@@ -163,6 +164,7 @@ class EndpointStats:
         "clients",
         "clients_overflow",
         "count",
+        "exposure",
         "first_seen",
         "issuers",
         "jwt_algs",
@@ -175,6 +177,7 @@ class EndpointStats:
         "limits",
         "params",
         "partial",
+        "partners",
         "principals",
         "req_ct",
         "req_schemas",
@@ -202,6 +205,8 @@ class EndpointStats:
         self.resp_size = Histogram()
         self.clients: dict[str, list[float]] = {}  # ip -> [count, last_seen, internal]
         self.clients_overflow = 0
+        self.exposure: Counter[str] = Counter()  # requests per client class
+        self.partners: Counter[str] = Counter()  # requests per named partner
         self.principals: Counter[str] = Counter()
         self.params: dict[tuple[str, str], ParamStats] = {}
         self.auth: Counter[str] = Counter()
@@ -226,8 +231,9 @@ class EndpointStats:
     def observe(self, *, ts: float, status: int | None, client_ip: str, internal: bool,
                 server: str, req_ct: str | None, resp_ct: str | None,
                 latency_ms: float | None, req_size: int, resp_size: int | None,
-                anomalies: Iterable[str], partial: bool) -> None:
-        """Count one transaction's envelope."""
+                anomalies: Iterable[str], partial: bool, exposure: str | None = None,
+                partner: str | None = None) -> None:
+        """Count one transaction's envelope (``exposure``: the resolved client's class)."""
         lim = self.limits
         self.count += 1
         self.first_seen = min(self.first_seen, ts)
@@ -257,6 +263,10 @@ class EndpointStats:
             _bounded_add(self.anomalies, kind, lim.max_anomaly_kinds)
         if partial:
             self.partial += 1
+        if exposure is not None:
+            self.exposure[exposure] += 1
+            if partner is not None:
+                _bounded_add(self.partners, partner, lim.max_partners)
 
     def observe_param(self, location: str, name: str, kind: str, fmt: str | None) -> None:
         """Count one query/header/cookie parameter occurrence."""
@@ -349,6 +359,9 @@ class EndpointStats:
             else:
                 self.clients_overflow += int(n)
         self.clients_overflow += other.clients_overflow
+        self.exposure.update(other.exposure)
+        for key, n in other.partners.items():
+            _bounded_add(self.partners, key, lim.max_partners, n)
         for key, n in other.principals.items():
             _bounded_add(self.principals, key, lim.max_principals, n)
         for key, stats in other.params.items():
@@ -401,6 +414,14 @@ class EndpointStats:
         """True when a response showed the route exists (not only 404/405/400s)."""
         return any(key.isdigit() and confirms_existence(int(key)) for key in self.statuses)
 
+    def _exposure_doc(self) -> dict[str, object]:
+        """Requests per client class, the named partners, and the widest class seen."""
+        widest = next((c for c in ("external", "partner", "internal") if self.exposure[c]),
+                      None)
+        return {"internal": self.exposure["internal"], "partner": self.exposure["partner"],
+                "external": self.exposure["external"],
+                "partners": dict(sorted(self.partners.items())), "class": widest}
+
     def to_doc(self, host: str, method: str, path_template: str, *,
                path_params: list[dict[str, object]] | None = None,
                extra: dict[str, object] | None = None) -> dict[str, object]:
@@ -440,6 +461,7 @@ class EndpointStats:
                                sorted(self.principals.items(), key=lambda kv: (-kv[1], kv[0]))],
                 "overflow_transactions": self.clients_overflow,
             },
+            "exposure": self._exposure_doc(),
             "exists": self.exists(),
             "servers": sorted(self.servers),
             "content_types": {"request": dict(sorted(self.req_ct.items())),
@@ -492,6 +514,12 @@ class EndpointStats:
             stats.clients[str(entry["ip"])] = [int(entry["count"]), float(entry["last_seen"]),
                                                1.0 if entry.get("internal") else 0.0]
         stats.clients_overflow = int(clients.get("overflow_transactions") or 0)
+        exposure = doc.get("exposure") or {}
+        assert isinstance(exposure, dict)
+        stats.exposure = Counter({c: int(exposure.get(c) or 0)
+                                  for c in ("internal", "partner", "external")
+                                  if exposure.get(c)})
+        stats.partners = _counter(exposure.get("partners"))
         stats.principals = Counter({str(p["id"]): int(p["count"])
                                     for p in clients.get("principals") or ()})
         for param in doc.get("parameters") or ():  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from mirrorscope.analysis.detection_forest import Forest, ForestError
 from mirrorscope.analysis.features_profile import Profiles
 from mirrorscope.analysis.rules_behaviour import ClientBaseline
+from mirrorscope.analysis.rules_origin import OriginBaseline, OriginModelError
 
 FORMAT = "mirrorscope.detection-model"
 VERSION = 1
@@ -99,6 +100,9 @@ class DetectionModel:
     key_check: str = ""
     learned: int = 0  # baseline transactions
     settings: dict[str, object] = field(default_factory=dict)  # config values used to fit
+    # Networks each principal came from; None: a model from before origins were learned
+    # (the new-network rule then stays silent).
+    origin: OriginBaseline | None = None
 
     def to_json(self) -> str:
         """The model as a JSON document (numbers, strings, lists, objects only)."""
@@ -117,6 +121,8 @@ class DetectionModel:
             "client_forest": None if self.client_forest is None else self.client_forest.to_dict(),
             "client_threshold": self.client_threshold,
         }
+        if self.origin is not None:
+            doc["origin"] = self.origin.to_dict()
         return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
     @classmethod
@@ -135,6 +141,7 @@ class DetectionModel:
         try:
             tx_forest = doc.get("tx_forest")
             client_forest = doc.get("client_forest")
+            origin = doc.get("origin")
             return cls(
                 profiles=Profiles.from_dict(doc["profiles"]),
                 threshold=float(doc["threshold"]),
@@ -147,6 +154,8 @@ class DetectionModel:
                 key_check=str(doc.get("key_check", "")),
                 learned=int(doc.get("learned", 0)),
                 settings=dict(doc.get("settings") or {}),
+                origin=None if origin is None else OriginBaseline.from_dict(origin),
             )
-        except (KeyError, TypeError, ValueError, AttributeError, ForestError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, ForestError,
+                OriginModelError) as exc:
             raise DetectionError(f"malformed detection model: {exc!r}") from exc

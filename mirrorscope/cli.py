@@ -49,6 +49,40 @@ def alert_options(func):
                         help="Append each finding as one JSON line (file created 0600).")(func)
 
 
+def origin_options(func):
+    """--trusted-proxy / --internal-cidr / --partner-cidr (replay)."""
+    func = click.option("--partner-cidr", "partner_cidrs", multiple=True, metavar="NAME=CIDR",
+                        help="A partner's network (repeatable): its clients are classed "
+                             "'partner'.")(func)
+    func = click.option("--internal-cidr", "internal_cidrs", multiple=True, metavar="CIDR",
+                        help="An internal network, in addition to RFC 1918, ULA and loopback "
+                             "(repeatable).")(func)
+    return click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
+                        help="A proxy whose X-Forwarded-For / Forwarded / X-Real-IP headers are "
+                             "believed (repeatable); without one, the TCP peer is the "
+                             "client.")(func)
+
+
+def origin_config(trusted_proxies: tuple[str, ...] = (), internal_cidrs: tuple[str, ...] = (),
+                  partner_cidrs: tuple[str, ...] = ()):
+    """The OriginConfig of the origin options, or a one-line error and exit code 2."""
+    from mirrorscope.analysis.origin import (
+        DEFAULT_INTERNAL_NETWORKS,
+        OriginConfig,
+        OriginError,
+        parse_partner,
+    )
+
+    try:
+        return OriginConfig(
+            trusted_proxies=tuple(trusted_proxies),
+            internal_cidrs=DEFAULT_INTERNAL_NETWORKS + tuple(internal_cidrs),
+            partner_cidrs=tuple(parse_partner(text) for text in partner_cidrs))
+    except OriginError as exc:
+        print_error(exc)
+        sys.exit(EXIT_BAD_INPUT)
+
+
 def _db_option(func):
     return click.option(
         "--db",
@@ -94,9 +128,12 @@ def main() -> None:
               help="Learn the detection baseline from the first SECONDS of each capture "
                    "(packet time), then score the rest (instead of a stored baseline).")
 @alert_options
+@origin_options
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
            no_progress: bool, spec_path: str | None, learn_seconds: float | None,
-           alerts_jsonl: str | None, webhook: str | None, syslog: str | None) -> None:
+           alerts_jsonl: str | None, webhook: str | None, syslog: str | None,
+           trusted_proxies: tuple[str, ...], internal_cidrs: tuple[str, ...],
+           partner_cidrs: tuple[str, ...]) -> None:
     """Replay pcap/pcapng files (optionally gzip-compressed) into the database."""
     from mirrorscope.alerts import AlertError
     from mirrorscope.keys import KeyFileError
@@ -105,9 +142,10 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
     from mirrorscope.store.db import StoreError
 
     spec = _read_spec(spec_path) if spec_path else None
+    origin = origin_config(trusted_proxies, internal_cidrs, partner_cidrs)
     options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw,
                             spec=spec, learn_seconds=learn_seconds, alerts_jsonl=alerts_jsonl,
-                            webhook=webhook, syslog=syslog)
+                            webhook=webhook, syslog=syslog, origin=origin)
     show = not no_progress and err.is_terminal
     try:
         if show:

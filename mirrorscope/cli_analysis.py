@@ -81,17 +81,21 @@ def inventory_command(db_url: str, fmt: str, host: str | None) -> None:
                                     ensure_ascii=True) + "\n")
         return
     table = Table(title="API inventory")
-    for name in ("host", "method", "path template", "count", "status", "auth", "sensitive",
-                 "params"):
+    for name in ("host", "method", "path template", "count", "status", "auth", "exposure",
+                 "sensitive", "params"):
         table.add_column(name, overflow="fold")
     for s in summaries:
         doc = s.doc
+        exposure_doc = doc.get("exposure") or {}
+        # "external:12,internal:3": which kinds of clients called it, widest first.
+        exposure = ",".join(f"{c}:{exposure_doc[c]}" for c in ("external", "partner", "internal")
+                            if exposure_doc.get(c))
         statuses = ",".join(sorted(str(code) for code in (doc.get("status_codes") or {})))
         sensitive = ",".join(sorted({f"{x['type']}@{x['location']}"
                                      for x in doc.get("sensitive") or []}))
         params = ",".join(p["name"] for p in (doc.get("parameters") or [])[:8])
         table.add_row(s.key.host, s.key.method, s.key.path_template, str(s.count), statuses,
-                      ",".join(doc.get("auth") or []), sensitive, params)
+                      ",".join(doc.get("auth") or []), exposure, sensitive, params)
     out.print(table)
     out.print(f"{len(summaries)} endpoint(s)")
 
@@ -201,13 +205,20 @@ def _seconds(text: str) -> float:
 @click.argument("pcaps", nargs=-1, required=True, type=click.Path(path_type=str))
 @db_option
 @click.option("--name", default="default", show_default=True, help="Model name to store.")
-def baseline_command(pcaps: tuple[str, ...], db_url: str, name: str) -> None:
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
+              help="A proxy whose X-Forwarded-For / Forwarded / X-Real-IP headers are believed "
+                   "(repeatable): principals' networks are learned from the clients behind it.")
+def baseline_command(pcaps: tuple[str, ...], db_url: str, name: str,
+                     trusted_proxies: tuple[str, ...]) -> None:
     """Learn a detection baseline from known-good captures and store the model (JSON)."""
+    from mirrorscope.cli import origin_config
     from mirrorscope.pipeline import learn_baseline
 
     _, out = _consoles()
+    origin = origin_config(trusted_proxies)
     try:
-        model_id, learned, errors = learn_baseline(list(pcaps), db_url=db_url, name=name)
+        model_id, learned, errors = learn_baseline(list(pcaps), db_url=db_url, name=name,
+                                                   origin=origin)
     except Exception as exc:  # a baseline that cannot be fitted is a usage error, not a crash
         from mirrorscope.analysis.models_io import DetectionError
 

@@ -14,7 +14,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from mirrorscope.analysis.detection import DetectionConfig, Detector
 from mirrorscope.analysis.inventory import Inventory
 from mirrorscope.analysis.inventory_config import InventoryConfig
 from mirrorscope.analysis.models_io import DetectionError, DetectionModel
+from mirrorscope.analysis.origin import OriginConfig
 from mirrorscope.capture.decode import Decoder
 from mirrorscope.capture.pcapfile import CaptureFileError, PcapSource
 from mirrorscope.model import (
@@ -65,6 +66,7 @@ class ReplayOptions:
     alerts_jsonl: str | None = None  # append findings as JSON lines (file 0600)
     webhook: str | None = None  # POST each finding as JSON
     syslog: str | None = None  # "HOST:PORT", "HOST" (514) or a unix socket path
+    origin: OriginConfig | None = None  # trusted proxies, internal/partner networks
 
 
 @dataclass(slots=True)
@@ -288,15 +290,20 @@ def replay(
 
 def learn_baseline(paths: Sequence[str | os.PathLike[str]], *, db_url: str,
                    name: str = "default", hmac_key: bytes | None = None,
-                   ) -> tuple[int, int, list[str]]:
-    """Learn a detection model from known-good captures and store it; (id, learned, errors)."""
+                   origin: OriginConfig | None = None) -> tuple[int, int, list[str]]:
+    """Learn a detection model from known-good captures and store it; (id, learned, errors).
+
+    ``origin`` names the trusted proxies, so principals' networks are learned from the
+    clients behind them."""
     from mirrorscope.store.analysis_repo import AnalysisStore
     from mirrorscope.store.repository import Store
 
     key = hmac_key if hmac_key is not None else _hmac_key(ReplayOptions())
     Store(db_url, hmac_key=key).close()  # creates or checks the schema
-    inventory = Inventory(hmac_key=key)
-    detector = Detector(endpoint_of=inventory.endpoint_of, hmac_key=key)
+    origin = origin or OriginConfig()
+    inventory = Inventory(config=InventoryConfig(origin=origin), hmac_key=key)
+    detector = Detector(endpoint_of=inventory.endpoint_of, hmac_key=key,
+                        config=DetectionConfig(origin=origin))
     errors: list[str] = []
     learned = 0
     for path in paths:
@@ -344,11 +351,15 @@ class RunAnalysis:
 
     def __init__(self, hmac_key: bytes, *, spec: dict | None = None,
                  model: DetectionModel | None = None, learn_seconds: float | None = None,
-                 refit_seconds: float | None = None) -> None:
+                 refit_seconds: float | None = None, origin: OriginConfig | None = None) -> None:
         """learn_seconds: learn a baseline from the first N seconds of packet time, then score.
-        refit_seconds: refit every N seconds on a reservoir of recent unflagged traffic."""
-        self.inventory = Inventory(config=InventoryConfig(spec=spec), hmac_key=hmac_key)
-        config = DetectionConfig(learn_unflagged=refit_seconds is not None)
+        refit_seconds: refit every N seconds on a reservoir of recent unflagged traffic.
+        origin: trusted proxies and internal/partner networks (client resolution, exposure)."""
+        origin = origin or OriginConfig()
+        self.inventory = Inventory(config=InventoryConfig(
+            spec=spec, origin=origin,
+            internal_networks=tuple(dict.fromkeys(origin.internal_cidrs))), hmac_key=hmac_key)
+        config = DetectionConfig(learn_unflagged=refit_seconds is not None, origin=origin)
         self.detector = Detector(endpoint_of=self.inventory.endpoint_of, hmac_key=hmac_key,
                                  model=model, config=config)
         self._window = self.detector.config.window_seconds
@@ -419,14 +430,34 @@ class RunAnalysis:
         so a live sensor can persist one every interval.
         """
         window = self._window
+        summaries = self.inventory.summaries()
         keyed = [(f, math.floor(f.ts_first / window) * window) for f in self._findings]
         keyed += [(f, 0.0) for f in self.inventory.findings()]  # one per endpoint, whole run
-        return self.inventory.summaries(), keyed
+        return summaries, exposure_notes(keyed, summaries)
 
     def finish(self, now: float) -> tuple[list[EndpointSummary], list[tuple[Finding, float]]]:
         """Close every window: the endpoints, and findings with their aggregation window."""
         self._findings += self.detector.flush(math.inf)
         return self.snapshot()
+
+
+def exposure_notes(findings: list[tuple[Finding, float]],
+                   summaries: list[EndpointSummary]) -> list[tuple[Finding, float]]:
+    """Findings on endpoints that external clients reach get a line saying so."""
+    external = {s.key: s.doc["exposure"] for s in summaries
+                if isinstance(s.doc.get("exposure"), dict) and s.doc["exposure"].get("external")}
+    if not external:
+        return findings
+    out: list[tuple[Finding, float]] = []
+    for finding, window in findings:
+        exposure = external.get(finding.endpoint) if finding.endpoint is not None else None
+        if exposure is not None:
+            note = {"feature": "endpoint.exposure", "value": "external",
+                    "baseline": f"reached by external clients ({exposure['external']} "
+                                f"request(s)): exploitable from the internet"}
+            finding = replace(finding, explanation=(*finding.explanation, note))
+        out.append((finding, window))
+    return out
 
 
 def _tx_time(tx: HttpTransaction) -> float:
@@ -503,7 +534,7 @@ def _replay_one(
         analysis = (RunAnalysis(_hmac_key(options), spec=options.spec,
                                 model=None if options.learn_seconds else
                                 _load_model(options, store),
-                                learn_seconds=options.learn_seconds)
+                                learn_seconds=options.learn_seconds, origin=options.origin)
                     if options.until in ("analysis", "store") else None)
         out: list[object] = []
         ts_first: float | None = None
