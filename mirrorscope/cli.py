@@ -127,10 +127,19 @@ def main() -> None:
               default=None, metavar="SECONDS",
               help="Learn the detection baseline from the first SECONDS of each capture "
                    "(packet time), then score the rest (instead of a stored baseline).")
+@click.option("--checksum", type=click.Choice(["auto", "strict", "off"]), default="auto",
+              show_default=True,
+              help="TCP checksums: auto keeps offloaded senders' segments and flags other bad "
+                   "ones; strict drops every bad segment (insertion-proof); off skips the check.")
+@click.option("--respond", "rules_path", type=click.Path(dir_okay=False, path_type=str),
+              default=None, metavar="RULES.yaml",
+              help="Run the automated-response rules on the database after the replay "
+                   "(see `mirrorscope respond`).")
 @alert_options
 @origin_options
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
            no_progress: bool, spec_path: str | None, learn_seconds: float | None,
+           checksum: str, rules_path: str | None,
            alerts_jsonl: str | None, webhook: str | None, syslog: str | None,
            trusted_proxies: tuple[str, ...], internal_cidrs: tuple[str, ...],
            partner_cidrs: tuple[str, ...]) -> None:
@@ -145,7 +154,8 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
     origin = origin_config(trusted_proxies, internal_cidrs, partner_cidrs)
     options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw,
                             spec=spec, learn_seconds=learn_seconds, alerts_jsonl=alerts_jsonl,
-                            webhook=webhook, syslog=syslog, origin=origin)
+                            webhook=webhook, syslog=syslog, origin=origin, checksum=checksum)
+    rules = _load_response_rules(rules_path) if rules_path else None
     show = not no_progress and err.is_terminal
     try:
         if show:
@@ -158,7 +168,32 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
     _print_summary(stats)
     for message in stats.errors:
         print_error(message)
+    if rules is not None and until == "store":
+        _respond_after_replay(db_url, rules)
     if stats.errors:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _load_response_rules(path: str):
+    """Response rules, checked before the replay starts (a typo must not cost a long run)."""
+    from mirrorscope.responses import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        print_error(exc)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _respond_after_replay(db_url: str, rules) -> None:
+    from mirrorscope.cli_respond import print_report
+    from mirrorscope.responses import RulesError, run_responses
+    from mirrorscope.store.db import StoreError
+
+    try:
+        print_report(run_responses(db_url, rules), out)
+    except (RulesError, StoreError) as exc:
+        print_error(exc)
         sys.exit(EXIT_BAD_INPUT)
 
 

@@ -67,6 +67,7 @@ class ReplayOptions:
     webhook: str | None = None  # POST each finding as JSON
     syslog: str | None = None  # "HOST:PORT", "HOST" (514) or a unix socket path
     origin: OriginConfig | None = None  # trusted proxies, internal/partner networks
+    checksum: str = "auto"  # TCP checksums: auto (offload-aware) | strict (drop bad) | off
 
 
 @dataclass(slots=True)
@@ -147,11 +148,13 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 class Analyzer:
     """Decode -> TCP -> HTTP for one stream of frames; collects what comes out."""
 
-    def __init__(self, until: str = "http", *, body_keep: int = 64 << 10) -> None:
+    def __init__(self, until: str = "http", *, body_keep: int = 64 << 10,
+                 checksum: str = "auto") -> None:
+        """checksum: TCP checksum policy, auto | strict | off (see capture/checksum.py)."""
         if until not in STAGES:
             raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(STAGES)}")
         self.until = until
-        self.decoder = Decoder()
+        self.decoder = Decoder(checksum=checksum)
         self.tcp = TcpReassembler() if until != "decode" else None
         self.http = (HttpObserver(body_keep=body_keep)
                      if until in ("http", "analysis", "store") else None)
@@ -530,7 +533,7 @@ def _replay_one(
         # with backoff while parsing goes on; what cannot be written is counted, never raised.
         writer = BatchWriter(store, run_id, WRITER_QUEUE_BATCHES) if store is not None else None
         analyzer = Analyzer("http" if options.until == "store" else options.until,
-                            body_keep=options.body_keep)
+                            body_keep=options.body_keep, checksum=options.checksum)
         analysis = (RunAnalysis(_hmac_key(options), spec=options.spec,
                                 model=None if options.learn_seconds else
                                 _load_model(options, store),
