@@ -153,41 +153,237 @@ def diff_command(db_url: str, spec_path: Path, fmt: str) -> None:
     out.print(table)
 
 
-@click.command("findings")
+def _findings_owners_option(func):
+    from mirrorscope.cli_owners import owners_option
+
+    return owners_option(func)
+
+
+@click.group("findings", invoke_without_command=True)
 @db_option
 @click.option("--severity", type=click.Choice(SEVERITY_ORDER), default=None,
               help="This severity and above.")
 @click.option("--kind", default=None, help="A kind or a dotted prefix (attack, api.pii_exposure).")
 @click.option("--owasp", default=None, help="An OWASP API Top 10 2023 category, e.g. API1:2023.")
 @click.option("--since", default=None, help="Last seen at or after: seconds ago (3600, 24h, 7d).")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(("open", "acknowledged", "resolved", "false_positive",
+                                 "risk_accepted")),
+              help="Only findings in this triage status (repeatable).")
+@click.option("--owner", "owner_team", default=None, metavar="TEAM",
+              help="Only findings owned by TEAM (needs --owners; '-' for unowned ones).")
+@click.option("--sla", "sla_text", default=None, envvar="MIRRORSCOPE_SLA", metavar="SPEC",
+              help="SLA days per severity, e.g. critical=3,high=14,info=none "
+                   "(default critical=7,high=30,medium=90,low=180).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-def findings_command(db_url: str, severity: str | None, kind: str | None, owasp: str | None,
-                     since: str | None, fmt: str) -> None:
-    """Security findings, each mapped to the OWASP API Security Top 10 (2023)."""
+@_findings_owners_option
+@click.pass_context
+def findings_command(ctx: click.Context, db_url: str, severity: str | None, kind: str | None,
+                     owasp: str | None, since: str | None, statuses: tuple[str, ...],
+                     owner_team: str | None, sla_text: str | None, fmt: str,
+                     owners_path: Path | None) -> None:
+    """Security findings, each mapped to the OWASP API Security Top 10 (2023), with triage
+    status, owner and SLA; subcommands change a status and show its history."""
+    ctx.obj = {**(ctx.obj or {}), "findings_db_url": db_url}
+    if ctx.invoked_subcommand is not None:
+        return
+    from mirrorscope.cli_owners import load_owners
+    from mirrorscope.lifecycle import parse_sla_days, sla_status
+
+    try:
+        sla_days = parse_sla_days(sla_text or "")
+    except ValueError as exc:
+        _fail(f"--sla: {exc}")
+        return
+    rules = load_owners(owners_path)
+    if owner_team is not None and rules is None:
+        _fail("--owner needs an ownership file: --owners FILE or MIRRORSCOPE_OWNERS")
     since_ts = None if since is None else time.time() - _seconds(since)
     store = _analysis_store(db_url)
     try:
-        rows = store.findings(min_severity=severity, kind=kind, owasp=owasp, since=since_ts)
+        rows = store.findings(min_severity=severity, kind=kind, owasp=owasp, since=since_ts,
+                              status=list(statuses) or None)
     finally:
         store.close()
+    now = time.time()
+    for row in rows:
+        owner = None if rules is None else rules.owner_for_finding(row)
+        row["owner"] = None if owner is None else owner.to_dict()
+        sla = sla_status(row, now, sla_days)
+        row["sla"] = {"age_days": round(sla.age_days, 3), "due_at": sla.due_at,
+                      "breached": sla.breached,
+                      "days_left": None if sla.days_left is None else round(sla.days_left, 3)}
+    if owner_team is not None:
+        rows = [r for r in rows if _owned_by(r["owner"], owner_team)]
     _, out = _consoles()
     if fmt == "json":
         sys.stdout.write(json.dumps({"findings": rows}, default=str, ensure_ascii=True) + "\n")
         return
     rows.sort(key=lambda r: (-SEVERITY_ORDER.index(r["severity"]), r["kind"]))
     table = Table(title="findings")
-    for name in ("id", "severity", "owasp", "kind", "endpoint", "client", "count", "why"):
-        table.add_column(name, overflow="fold")
+    columns = ["id", "severity", "status", "owasp", "kind", "endpoint", "client", "count"]
+    if rules is not None:
+        columns.append("owner")
+    columns += ["age / SLA", "why"]
+    for name in columns:
+        # Short cells stay on one line; the wire-derived ones fold.
+        table.add_column(name, overflow="fold", no_wrap=name in ("id", "severity", "status"))
     for r in rows:
         ep = r.get("endpoint") or {}
         endpoint = f"{ep.get('method', '')} {ep.get('host', '')}{ep.get('path_template', '')}"
         top = (r["explanation"] or [])[:2]
         why = "; ".join(f"{e.get('feature')}={e.get('value')}" for e in top)
-        table.add_row(str(r["id"]), r["severity"], r["owasp"], r["kind"], endpoint.strip(),
-                      r.get("client_ip") or "", str(r["count"]), why[:120])
+        status = r["status"]
+        if r.get("regression_of") is not None and status != "resolved":
+            status += f" (regression of #{r['regression_of']})"
+        cells = [str(r["id"]), r["severity"], status, r["owasp"], r["kind"], endpoint.strip(),
+                 r.get("client_ip") or "", str(r["count"])]
+        if rules is not None:
+            cells.append((r["owner"] or {}).get("team", "-"))
+        cells += [_sla_cell(r), why[:120]]
+        table.add_row(*cells)
     out.print(table)
-    out.print(f"{len(rows)} finding(s)")
+    breached = sum(1 for r in rows if r["sla"]["breached"])
+    out.print(f"{len(rows)} finding(s)" + (f", {breached} past their SLA" if breached else ""))
+
+
+def _owned_by(owner: dict | None, team: str) -> bool:
+    if team == "-":
+        return owner is None
+    return owner is not None and owner["team"].casefold() == team.casefold()
+
+
+def _sla_cell(row: dict) -> str:
+    sla = row["sla"]
+    age = _days(sla["age_days"])
+    if row["status"] in ("resolved", "false_positive", "risk_accepted"):
+        return f"{age} / closed"
+    if sla["due_at"] is None:
+        return f"{age} / no SLA"
+    if sla["breached"]:
+        return f"{age} / BREACHED {_days(-sla['days_left'])} ago"
+    return f"{age} / due in {_days(sla['days_left'])}"
+
+
+def _days(value: float) -> str:
+    if value < 1:
+        return f"{value * 24:.0f}h"
+    return f"{value:.0f}d"
+
+
+def _subcommand_db(ctx: click.Context, db_url: str | None) -> str:
+    """The subcommand's --db, else the one given to `findings` (itself defaulted)."""
+    if db_url:
+        return db_url
+    return (ctx.obj or {}).get("findings_db_url") or _default_db()
+
+
+def _default_db() -> str:
+    from mirrorscope.cli import DEFAULT_DB
+
+    return DEFAULT_DB
+
+
+def _default_actor() -> str:
+    import getpass
+    import os
+
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in a bare container
+        return ""
+
+
+@findings_command.command("set-status")
+@click.argument("finding_ids", nargs=-1, required=True, type=int, metavar="ID [ID...]")
+@click.option("--status", "new_status", required=True,
+              type=click.Choice(("open", "acknowledged", "resolved", "false_positive",
+                                 "risk_accepted")),
+              help="The new triage status.")
+@click.option("--by", "actor", default=_default_actor, show_default="$USER",
+              help="Who makes the change.")
+@click.option("--reason", default="", help="Why (required for false_positive and risk_accepted).")
+@click.option("--db", "db_url", default=None, envvar="MIRRORSCOPE_DB",
+              help="SQLAlchemy database URL (default: the one given to `findings`).")
+@click.pass_context
+def findings_set_status_command(ctx: click.Context, finding_ids: tuple[int, ...],
+                                new_status: str, actor: str, reason: str,
+                                db_url: str | None) -> None:
+    """Set the triage status of findings; every change is recorded with who and why."""
+    from mirrorscope.store.db import StoreError
+
+    if not (actor or "").strip():
+        _fail("--by: say who makes the change ($USER is not set)")
+    if new_status in ("false_positive", "risk_accepted") and not reason.strip():
+        _fail(f"--reason is required for {new_status}: say why")
+    store = _analysis_store(_subcommand_db(ctx, db_url))
+    try:
+        changed = store.set_status(list(finding_ids), new_status, actor, reason)
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        store.close()
+    _, out = _consoles()
+    moved = {c["id"]: c for c in changed}
+    for fid in sorted(set(finding_ids)):
+        change = moved.get(fid)
+        if change is None:
+            out.print(f"finding #{fid}: already {new_status}")
+        else:
+            out.print(f"finding #{fid}: {change['old_status']} -> {change['new_status']}")
+    out.print(f"{len(changed)} finding(s) changed")
+
+
+@findings_command.command("history")
+@click.argument("finding_id", type=int)
+@click.option("--db", "db_url", default=None, envvar="MIRRORSCOPE_DB",
+              help="SQLAlchemy database URL (default: the one given to `findings`).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.pass_context
+def findings_history_command(ctx: click.Context, finding_id: int, db_url: str | None,
+                             fmt: str) -> None:
+    """A finding's status history: who changed it, when, from what, to what and why."""
+    from mirrorscope.store.db import StoreError
+
+    store = _analysis_store(_subcommand_db(ctx, db_url))
+    try:
+        entries = store.finding_history(finding_id)
+        (current,) = store.findings(finding_ids=[finding_id]) or [None]
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        store.close()
+    _, out = _consoles()
+    if fmt == "json":
+        doc = {"finding_id": finding_id, "status": None if current is None else current["status"],
+               "regression_of": None if current is None else current["regression_of"],
+               "history": entries}
+        sys.stdout.write(json.dumps(doc, ensure_ascii=True) + "\n")
+        return
+    if current is not None:
+        line = f"finding #{finding_id} ({current['kind']}, {current['severity']}): " \
+               f"{current['status']}"
+        if current["regression_of"] is not None:
+            line += f", regression of #{current['regression_of']}"
+        out.print(line)
+    table = Table(title=f"status history of finding #{finding_id}")
+    for name in ("when (UTC)", "who", "from", "to", "why"):
+        table.add_column(name, overflow="fold")
+    for entry in entries:
+        table.add_row(_utc(entry["ts"]), entry["actor"], entry["old_status"] or "-",
+                      entry["new_status"], entry["reason"] or "")
+    out.print(table)
+    out.print(f"{len(entries)} change(s)")
+
+
+def _utc(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _seconds(text: str) -> float:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.model import EndpointSummary, Finding
-from mirrorscope.store import migrate
+from mirrorscope.store import lifecycle_repo, migrate
 from mirrorscope.store.db import StoreError, make_engine
 from mirrorscope.store.dbops import (
     describe,
@@ -77,6 +77,19 @@ ENDPOINT_KEYS = (
     "doc",
     "run_id",
 )
+# Triage fields findings() adds after the contract (alerts leave them out): who set the
+# status, why and when (wall clock), the resolved finding this one is a regression of, whether
+# an active test verified it, the group key shared by the windows of one recurring issue, and
+# first_run_at: the wall clock at which the run that first stored the finding started.
+LIFECYCLE_KEYS = (
+    "status_actor",
+    "status_reason",
+    "status_at",
+    "regression_of",
+    "verified",
+    "group_key",
+    "first_run_at",
+)
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
@@ -87,6 +100,9 @@ class AnalysisStore:
         """Open an existing database; refuse one whose schema is missing, behind or newer."""
         self._engine: Engine = make_engine(url, create=False)
         self._postgres = self._engine.dialect.name == "postgresql"
+        # What the latest upsert_findings changed automatically (regressions, inherited
+        # verdicts): dicts with id, old_status, new_status, actor, reason, regression_of.
+        self.lifecycle_changes: list[dict[str, Any]] = []
         try:
             self._check_schema()
         except BaseException:
@@ -196,7 +212,9 @@ class AnalysisStore:
         A finding's count, first and last time are summed over runs; writing a run again
         replaces that run's occurrence instead of adding to it.  Severity and confidence
         keep the highest value seen; evidence, explanation, remediation and the sample of
-        transactions are the latest written.
+        transactions are the latest written.  The lifecycle rules of lifecycle_repo apply
+        (regressions of resolved findings re-open; suppressed groups stay suppressed); what
+        they changed is left in self.lifecycle_changes.
         """
         now = time.time() if updated_at is None else updated_at
         keys: list[str] = []
@@ -209,13 +227,19 @@ class AnalysisStore:
                 rows[row["finding_key"]] = row
             else:
                 _merge_duplicate(earlier, row)
+        self.lifecycle_changes = []
         if not rows:
             return []
         # Sorted keys: concurrent writers lock rows in the same order (no deadlocks).
         ordered = [rows[key] for key in sorted(rows)]
 
-        def operation(conn: DbConnection) -> dict[str, int]:
+        def operation(conn: DbConnection) -> tuple[dict[str, int], list[dict[str, Any]]]:
             _lock_run(conn, run_id, self._postgres)
+            before = lifecycle_repo.snapshot(
+                conn,
+                [row["finding_key"] for row in ordered],
+                {row["finding"]["group_key"] for row in ordered},
+            )
             stmt = self._insert(FindingRow)
             excluded = stmt.excluded
             stmt = stmt.on_conflict_do_update(
@@ -259,9 +283,17 @@ class AnalysisStore:
             conn.execute(upsert, occurrences)
             for chunk in _chunks(sorted(ids.values())):
                 _refresh_totals(conn, chunk)
-            return ids
+            written = [
+                lifecycle_repo.Written(
+                    row["finding_key"], row["finding"]["group_key"], row["occurrence"]["ts_last"]
+                )
+                for row in ordered
+            ]
+            changes = lifecycle_repo.apply_after_write(conn, run_id, written, ids, before, now)
+            return ids, changes
 
-        ids = self._write(operation)
+        ids, changes = self._write(operation)
+        self.lifecycle_changes = changes
         return [ids[key] for key in keys]
 
     def findings(
@@ -272,12 +304,15 @@ class AnalysisStore:
         kind: str | None = None,
         owasp: str | None = None,
         since: float | None = None,
+        status: str | Collection[str] | None = None,
+        finding_ids: Collection[int] | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Findings as public dicts, oldest first.
+        """Findings as public dicts (FINDING_KEYS then LIFECYCLE_KEYS), oldest first.
 
         severity: one level or several; min_severity: that level and above; kind: exact or
-        a dotted prefix ("attack" matches "attack.sqli"); since: last seen at or after.
+        a dotted prefix ("attack" matches "attack.sqli"); since: last seen at or after;
+        status: one triage status or several; finding_ids: only these.
         """
         if limit is not None and limit < 0:
             raise StoreError("limit must be >= 0")
@@ -313,8 +348,16 @@ class AnalysisStore:
                 FindingRow.explanation,
                 FindingRow.remediation,
                 FindingRow.status,
+                FindingRow.status_actor,
+                FindingRow.status_reason,
+                FindingRow.status_at,
+                FindingRow.regression_of,
+                FindingRow.verified,
+                FindingRow.group_key,
+                CaptureRun.started_at,
             )
             .join(totals, totals.c.finding_id == FindingRow.id)
+            .outerjoin(CaptureRun, CaptureRun.id == FindingRow.first_run_id)
             .order_by(totals.c.first_seen, FindingRow.id)
         )
         if severity is not None:
@@ -334,11 +377,45 @@ class AnalysisStore:
             stmt = stmt.where(FindingRow.owasp == owasp)
         if since is not None:
             stmt = stmt.where(totals.c.last_seen >= since)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for name in statuses:
+                lifecycle_repo.check_status(name)
+            stmt = stmt.where(FindingRow.status.in_(statuses))
+        if finding_ids is not None:
+            wanted = sorted({int(fid) for fid in finding_ids})
+            if len(wanted) > _IN_CHUNK:
+                raise StoreError(f"at most {_IN_CHUNK} finding ids at once")
+            stmt = stmt.where(FindingRow.id.in_(wanted))
         if limit is not None:
             stmt = stmt.limit(limit)
         with _read_errors(), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [_finding_dict(row) for row in rows]
+
+    def set_status(
+        self,
+        finding_ids: Sequence[int],
+        status: str,
+        actor: str,
+        reason: str = "",
+        now: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Set the triage status of findings (all or none: an unknown id is a StoreError).
+
+        Records who, why and when in finding_status_history; returns {id, old_status,
+        new_status} for each finding that changed (one already in that status is skipped).
+        """
+        when = time.time() if now is None else _finite(now, "now")
+        return self._write(
+            lambda conn: lifecycle_repo.set_status(conn, finding_ids, status, actor, reason, when)
+        )
+
+    def finding_history(self, finding_id: int) -> list[dict[str, Any]]:
+        """A finding's status changes, oldest first: id, finding_id, ts, actor, old_status,
+        new_status, reason.  StoreError for an unknown finding."""
+        with _read_errors(), self._engine.connect() as conn:
+            return lifecycle_repo.history(conn, finding_id)
 
     # -------------------------------------------------------------------- models
 
@@ -529,6 +606,13 @@ def _finding_dict(row: Any) -> dict[str, Any]:
         explanation,
         remediation,
         status,
+        status_actor,
+        status_reason,
+        status_at,
+        regression_of,
+        verified,
+        group_key,
+        first_run_at,
     ) = row
     # Stored '' stands for absent; an endpoint always has a method and a path template.
     endpoint = (
@@ -554,7 +638,17 @@ def _finding_dict(row: Any) -> dict[str, Any]:
         remediation,
         status,
     )
-    return dict(zip(FINDING_KEYS, values, strict=True))
+    record = dict(zip(FINDING_KEYS, values, strict=True))
+    record.update(
+        status_actor=status_actor,
+        status_reason=status_reason,
+        status_at=None if status_at is None else float(status_at),
+        regression_of=None if regression_of is None else int(regression_of),
+        verified=bool(verified),
+        group_key=group_key,
+        first_run_at=None if first_run_at is None else float(first_run_at),
+    )
+    return record
 
 
 # ----------------------------------------------------------------- value checks

@@ -29,6 +29,14 @@ FINDING_CONTRACT = {
     "explanation",
     "remediation",
     "status",
+    # lifecycle (migration 0005)
+    "status_actor",
+    "status_reason",
+    "status_at",
+    "regression_of",
+    "verified",
+    "group_key",
+    "first_run_at",
 }
 
 
@@ -192,7 +200,15 @@ def test_finding_round_trip(store: Store, analysis: AnalysisStore) -> None:
         "explanation": [{"feature": "id.chars", "value": 12, "baseline": "digits"}],
         "remediation": "Use parameterised queries in the id lookup.",
         "status": "open",
+        "status_actor": None,
+        "status_reason": None,
+        "status_at": None,
+        "regression_of": None,
+        "verified": False,
+        "group_key": finding["group_key"],
+        "first_run_at": finding["first_run_at"],
     }
+    assert len(finding["group_key"]) == 64 and finding["first_run_at"] is not None
 
 
 def test_finding_without_endpoint_client_or_principal(
