@@ -40,11 +40,12 @@ from typing import Any
 
 import yaml
 
+from mirrorscope.store.lifecycle_repo import SUPPRESSING_STATUSES
 from mirrorscope.store.response_repo import fire_key
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 # Triage verdicts under which a finding must never cause an action.
-IGNORED_STATUSES = frozenset({"false_positive", "risk_accepted"})
+IGNORED_STATUSES = frozenset(SUPPRESSING_STATUSES)  # triaged away: never acted upon
 DEFAULT_NEVER_BLOCK = ("127.0.0.0/8", "::1/128")
 DEFAULT_MAX_PER_RUN = 20
 DEFAULT_MAX_PER_HOUR = 100
