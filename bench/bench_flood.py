@@ -125,6 +125,9 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, object]:
     from mirrorscope.pipeline import Analyzer
 
     analyzer = Analyzer("http")
+    if args.max_buffered_mb:
+        assert analyzer.tcp is not None
+        analyzer.tcp.max_buffered_bytes = args.max_buffered_mb << 20  # the global cap
     baseline = _vm_rss_mb()
     out: list[object] = []
     recovered = 0
@@ -184,6 +187,8 @@ def main() -> int:
     parser.add_argument("--holes", type=int, default=10_000)
     parser.add_argument("--hole-bytes", type=int, default=16_384)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-buffered-mb", type=int, default=0,
+                        help="Global cap on bytes the reassembler buffers (0: its default).")
     parser.add_argument("--scenario", choices=("syn", "holes", "both"), default="both")
     parser.add_argument("--child", choices=("syn", "holes"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -195,7 +200,8 @@ def main() -> int:
     for name in scenarios:
         cmd = [sys.executable, __file__, "--child", name, "--syn", str(args.syn),
                "--real", str(args.real), "--holes", str(args.holes),
-               "--hole-bytes", str(args.hole_bytes), "--seed", str(args.seed)]
+               "--hole-bytes", str(args.hole_bytes), "--seed", str(args.seed),
+               "--max-buffered-mb", str(args.max_buffered_mb)]
         result = json.loads(subprocess.run(cmd, check=True, capture_output=True,
                                            text=True).stdout.splitlines()[-1])
         print(json.dumps(result, indent=2))
