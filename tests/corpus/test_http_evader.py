@@ -24,9 +24,12 @@ def test_http_evader_eicar_recovery() -> None:
         if found:
             recovered += 1
         else:
-            missed.append(pcap.parent.name)
+            # B19: a body not recovered must come with a named anomaly saying why.
+            kinds = sorted({kind for t in txs for kind in t.anomalies})
+            missed.append(f"{pcap.parent.name} ({', '.join(kinds) or 'NO ANOMALY'})")
     rate = recovered / len(cases)
     REPORT.append(f"HTTP Evader: EICAR recovered in {recovered}/{len(cases)} = {rate:.1%}")
-    print("\n" + REPORT[-1])
-    print("  missed:", " ".join(missed))
+    REPORT.extend(f"  missed: {line}" for line in missed)
+    print("\n" + "\n".join(REPORT[-1 - len(missed):]))
     assert rate >= FLOOR
+    assert not [line for line in missed if line.endswith("(NO ANOMALY)")], missed
