@@ -74,6 +74,10 @@ _HELD_SEGMENTS = 64
 _HELD_BYTES = 256 << 10
 
 
+_CAP_CHECK_SLOW = 16384  # most packets between global-cap checks (far below the cap)
+_CAP_CHECK_FAST = 256  # fewest (at the cap)
+_TYPICAL_SEGMENT = 1460  # bytes a data segment may add (GRO/jumbo captures add more)
+
 class TcpError(ValueError):
     """The reassembler was configured or called wrongly (never raised for bad traffic)."""
 
@@ -148,7 +152,8 @@ class TcpReassembler(StreamPlacement):
                 raise TcpError(f"{name} must be >= 0, not {seconds}")
         self.max_ooo_bytes = max_ooo_bytes
         # Global cap over every flow's buffers, enforced at each expire() (once a second of
-        # packet time in the pipeline): the per-flow bound times the flow count can be GBs.
+        # packet time in the pipeline) and every few thousand packets in between: the
+        # per-flow bound times the flow count can be GBs.
         self.max_buffered_bytes = max_buffered_bytes
         self.max_ooo_segments = max_ooo_segments
         self.max_flows = max_flows
@@ -169,6 +174,10 @@ class TcpReassembler(StreamPlacement):
         self._lingering: OrderedDict[int, Flow] = OrderedDict()
         self._serial = 0
         self._clock = float("-inf")  # newest packet time seen (never goes backwards)
+        # Packets until the global cap is checked again between expire() calls: a burst
+        # of packet time shorter than the expire interval must not overshoot the cap.
+        self._cap_countdown = min(_CAP_CHECK_SLOW,
+                                  max(_CAP_CHECK_FAST, max_buffered_bytes // _TYPICAL_SEGMENT))
 
     # ------------------------------------------------------------------ public API
 
@@ -206,6 +215,9 @@ class TcpReassembler(StreamPlacement):
         self.stats.packets += 1
         if seg.ts > self._clock:
             self._clock = seg.ts
+        self._cap_countdown -= 1
+        if not self._cap_countdown:
+            self._check_memory_cap(out)
         entry = self._index.get(seg.key)
         flags = seg.flags
         if entry is None:
@@ -249,16 +261,23 @@ class TcpReassembler(StreamPlacement):
         self._enforce_memory_cap(now, out)
         return out
 
-    def _enforce_memory_cap(self, now: float, out: list[Event]) -> None:
+    def _check_memory_cap(self, out: list[Event]) -> None:
+        """The periodic check between expire() calls; the next one comes before the room
+        left under the cap can fill with full-sized segments."""
+        held = self._enforce_memory_cap(self._clock, out)
+        room_in_segments = (self.max_buffered_bytes - held) // _TYPICAL_SEGMENT
+        self._cap_countdown = min(_CAP_CHECK_SLOW, max(_CAP_CHECK_FAST, room_in_segments))
+
+    def _enforce_memory_cap(self, now: float, out: list[Event]) -> int:
         """Over the global cap: evict flows that hold buffers, least recently active first.
 
         Eviction closes a flow the way a timeout does: buffered bytes are delivered and the
         holes become gaps, so nothing is invented and the loss is counted.  It stops at 90 %
         of the cap so the next packets do not trip it again at once.
         """
-        total = self.buffered_bytes
+        total = self._established_buffered_bytes()
         if total <= self.max_buffered_bytes:
-            return
+            return total
         target = self.max_buffered_bytes * 9 // 10
         for flow in list(self._established.values()):
             if total <= target:
@@ -270,6 +289,18 @@ class TcpReassembler(StreamPlacement):
                 continue
             self._evict(flow, "memory", now, out)
             total -= held
+        return total
+
+    def _established_buffered_bytes(self) -> int:
+        """Bytes held by established flows (half-open flows hold no stream buffers)."""
+        total = 0
+        for flow in self._established.values():
+            for half in flow.halves:
+                if half.buf is not None:
+                    total += half.buf.nbytes
+                if half.kept is not None:
+                    total += len(half.kept)
+        return total
 
     def flush(self, now: float) -> list[Event]:
         """End of input: close every flow with reason "end" and forget everything."""

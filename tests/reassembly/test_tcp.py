@@ -791,3 +791,28 @@ def test_global_buffer_cap_evicts_least_recent_flows_with_holes() -> None:
     closed = {e.conn_id for e in run.of(StreamGap)}
     opened = [e.conn_id for e in run.of(ConnectionOpened)]
     assert closed == set(opened[:evicted])
+
+
+def test_global_buffer_cap_holds_between_expire_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst inside one expire interval (no expire() at all here) stays near the cap."""
+    import mirrorscope.reassembly.tcp as tcp_module
+
+    monkeypatch.setattr(tcp_module, "_CAP_CHECK_SLOW", 256)
+    monkeypatch.setattr(tcp_module, "_CAP_CHECK_FAST", 16)
+    monkeypatch.setattr(tcp_module, "_TYPICAL_SEGMENT", 4000)
+    per_flow, flows, cap = 4000, 400, 200_000  # 1.6 MB would be held without the cap
+    run = Run(max_buffered_bytes=cap, retain_acked_window=0)
+    peak = 0
+    for n in range(flows):
+        ck = FlowKey("10.0.2.1", 20000 + n, "10.0.0.2", 80)
+        run.feed(seg(ck, C_ISN, SYN), seg(ck.reversed(), S_ISN, SYN | ACK, ack=C_ISN + 1),
+                 seg(ck, C_ISN + 1, ACK, ack=S_ISN + 1),
+                 seg(ck, C_ISN + 1 + 100, ACK | PSH, blob(per_flow, seed=n), ack=S_ISN + 1))
+        peak = max(peak, run.r.buffered_bytes)
+    # Checks come before the room left can fill: at most one short interval (16 packets,
+    # 4 of them holding data) above the cap.  The first slow interval (256 packets) would
+    # reach 256 kB without the room-based schedule.
+    assert peak <= cap + 4 * per_flow
+    evicted = run.r.stats.flows_evicted.get("memory", 0)
+    assert evicted >= (flows * per_flow - cap) // per_flow
+    assert run.gaps(ORIG) == [100] * evicted  # the loss is counted, nothing invented
