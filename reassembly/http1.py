@@ -24,7 +24,8 @@ Anomaly kinds (each raised at most once per message; also listed on its transact
   decoding    unknown_content_encoding, decompress_failed, decompress_incomplete,
               decompress_checksum, decompress_trailing_data
   sync        gap_resync, resync, response_without_request, duplicate_100_continue
-  protocol    tunnel, h2c_preface, h11_reject (strict_oracle only), internal_error
+  protocol    tunnel, h2c_preface, websocket_violation, h11_reject (strict_oracle only),
+              internal_error
 (all prefixed "http.").
 """
 
@@ -70,6 +71,7 @@ from .http_parse import (
     request_framing,
     response_framing,
 )
+from .ws_frames import WebSocketDeframer
 
 __all__ = ["HttpError", "HttpObserver", "HttpStats"]
 
@@ -131,7 +133,7 @@ class HttpStats:
     gaps: int = 0
     gap_bytes: int = 0
     tunnels: int = 0
-    inner_http_tunnels: int = 0  # CONNECT tunnels found to carry plaintext HTTP/1.x
+    inner_http_tunnels: int = 0  # CONNECT / WebSocket tunnels found to carry HTTP/1.x
     h2c: int = 0
     http09: int = 0
     role_swaps: int = 0
@@ -277,6 +279,7 @@ class _Conn:
         "conn_id",
         "cur_req",
         "cur_resp",
+        "deframers",
         "depth",
         "flushed",
         "garbage",
@@ -300,6 +303,7 @@ class _Conn:
         "swapped",
         "tunnel_parsers",
         "waiting",
+        "websocket",
     )
 
     def __init__(self, ev: ConnectionOpened) -> None:
@@ -335,6 +339,10 @@ class _Conn:
         self.inner = False  # classifying (or parsing) what a CONNECT tunnel carries
         # Parsers retired by a CONNECT 2xx, holding the bytes that followed the switch.
         self.tunnel_parsers: tuple[MessageParser | None, MessageParser | None] | None = None
+        self.websocket = False  # the tunnel that tunnel_parsers lead into is WebSocket
+        # Per wire direction, once the connection was upgraded to WebSocket: wire bytes
+        # go through these before any classification or parsing.
+        self.deframers: list[WebSocketDeframer] | None = None
 
     def restart_inner(self) -> None:
         """Forget the outer HTTP state: the tunnel's first bytes are classified afresh."""
@@ -514,8 +522,11 @@ class HttpObserver:
                 self._conns[conn_id] = conn
                 self.stats.connections += 1
             if isinstance(event, StreamData):
-                self._data(conn, event.direction, event.data)
+                self._wire_data(conn, event.direction, event.data)
             elif isinstance(event, StreamGap):
+                if conn.deframers is not None:
+                    conn.deframers[event.direction].gap()
+                    self._deframer_problems(conn, event.direction)
                 self._gap(conn, event.direction, event.length)
             elif isinstance(event, StreamClosed):
                 self._stream_closed(conn, event.direction, event.reason)
@@ -530,6 +541,26 @@ class HttpObserver:
         return out
 
     # -- event handlers ------------------------------------------------------------
+
+    def _wire_data(self, conn: _Conn, direction: Direction, data: bytes) -> None:
+        """Bytes as the TCP stage delivered them: unwrapped first inside a WebSocket."""
+        if conn.deframers is not None:
+            deframer = conn.deframers[direction]
+            if deframer.dead or conn.mode == _M_IGNORED:
+                return  # no longer followed, or what it carries is not HTTP
+            data = deframer.feed(data)
+            if deframer.problems:
+                self._deframer_problems(conn, direction)
+            if not data:
+                return
+        self._data(conn, direction, data)
+
+    def _deframer_problems(self, conn: _Conn, direction: Direction) -> None:
+        assert conn.deframers is not None
+        deframer = conn.deframers[direction]
+        for problem in deframer.problems:
+            self._emit_anomaly("http.websocket_violation", conn.conn_id, direction, problem)
+        deframer.problems = []
 
     def _data(self, conn: _Conn, direction: Direction, data: bytes) -> None:
         mode = conn.mode
@@ -1016,7 +1047,9 @@ class HttpObserver:
 
         A CONNECT tunnel may carry plaintext HTTP (a forward proxy's port-80 traffic):
         its first bytes are classified again, as Zeek and Suricata do, instead of
-        being ignored.  Upgrades (101: WebSocket, h2c) are not followed.
+        being ignored.  A 101 upgrade to WebSocket is followed the same way, through a
+        frame decoder (wstunnel carries HTTP in WebSocket frames; Zeek's WebSocket
+        analyzer finds it).  Other upgrades (h2c, ...) are not followed.
         """
         self.stats.tunnels += 1
         upgrade = ",".join(resp.head.values("upgrade")).lower()
@@ -1026,6 +1059,11 @@ class HttpObserver:
                            f"status {resp.head.status} {upgrade}".strip())  # fmt: skip
         inner = (self._sniff_tunnels and req is not None and req.head.method == "CONNECT"
                  and 200 <= resp.head.status < 300)  # fmt: skip
+        websocket = (self._sniff_tunnels and req is not None and resp.head.status == 101
+                     and conn.deframers is None  # one WebSocket layer is followed, not nested
+                     and "websocket" in upgrade
+                     and "websocket" in ",".join(req.head.values("upgrade")).lower())  # fmt: skip
+        inner = inner or websocket
         for parser in (conn.req_parser, conn.resp_parser):
             if parser is not None:
                 parser.tunnel(keep=inner)
@@ -1039,6 +1077,7 @@ class HttpObserver:
             # The retired parsers still collect what followed the switch in this feed;
             # _enter_tunnel hands it on once the feed returns.
             conn.tunnel_parsers = (conn.req_parser, conn.resp_parser)
+            conn.websocket = websocket
 
     def _enter_tunnel(self, conn: _Conn) -> None:
         """Classify the bytes after a CONNECT 2xx as a new stream on the same connection."""
@@ -1048,6 +1087,15 @@ class HttpObserver:
         rests = [bytes(p.tunnel_rest) if p is not None and p.tunnel_rest else b""
                  for p in (old_req, old_resp)]  # fmt: skip
         conn.restart_inner()
+        if conn.websocket:
+            conn.websocket = False
+            deframers = [WebSocketDeframer(False), WebSocketDeframer(False)]
+            deframers[conn.direction_of(0)].from_client = True
+            conn.deframers = deframers
+            for role, rest in enumerate(rests):  # wire bytes: they are still framed
+                if rest:
+                    self._wire_data(conn, conn.direction_of(role), rest)
+            return
         for role, rest in enumerate(rests):
             if rest and conn.mode in (_M_UNKNOWN, _M_HTTP):
                 self._data(conn, conn.direction_of(role), rest)
