@@ -963,6 +963,12 @@ class HttpObserver:
         self._adopt_pre_anomalies(conn, 1, resp)
         conn.cur_resp = resp
         framing = response_framing(head, req.head.method if req is not None else None)
+        if req is None and not interim and framing.plan[0] in (BODY_LENGTH, BODY_CHUNKED):
+            # No request to tell a HEAD answer (length announced, no body) from a GET one:
+            # the body is read only if what follows is not a status line (as for 304).
+            kind, length = framing.plan
+            framing.plan = ((BODY_PEEK_LENGTH, length) if kind == BODY_LENGTH
+                            else (BODY_PEEK_CHUNKED, 0))
         if interim:
             conn.info = (head.status, head.reason)
         if interim:

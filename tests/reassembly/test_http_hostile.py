@@ -482,3 +482,16 @@ def test_10k_trailer_lines_capped_body_complete() -> None:
     assert 0 < len(first.trailers) <= 1024
     assert {"http.too_many_headers", "http.header_too_long"} & set(txs[0].anomalies)
     assert txs[1].response is not None and txs[1].response.body.head == b"hello"
+
+
+def test_orphan_answer_to_head_does_not_swallow_the_next_response() -> None:
+    # A9 (responses-only capture): the length of an answer to HEAD announces no body.
+    head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    result = run([("<", head_answer + OK + OK)])
+    txs = result.by_depth()
+    assert [(t.response.status, t.response.body.head) for t in txs if t.response] == [
+        (200, b""),
+        (200, b"hello"),
+        (200, b"hello"),
+    ]
+    assert all(t.request is None for t in txs)
