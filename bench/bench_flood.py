@@ -1,7 +1,8 @@
 """Flood benchmarks from RELIABILITY.md §8 scenario 1 and checklist A16 (not a test).
 
     python bench/bench_flood.py [--syn 100000] [--real 1000] [--holes 10000]
-                                [--hole-bytes 16384] [--scenario syn|holes|both]
+                                [--hole-bytes 16384] [--max-buffered-mb N]
+                                [--scenario syn|holes|both]
 
 ``syn``: SYN flood (random source addresses and ports, never answered) interleaved with
 real HTTP transactions, all as Ethernet frames through decode -> TCP -> HTTP.  Prints how
@@ -9,9 +10,10 @@ many real transactions came out, the half-open table figures and peak RSS (targe
 recovered, RSS <= 200 MB).
 
 ``holes``: flows whose first data segment is lost, with ``--hole-bytes`` buffered above
-the hole, never filled.  Prints the bytes the reassembler holds and RSS: the bound is
-flows x min(hole bytes, max_ooo_bytes), because the reassembler has per-flow caps and a
-flow-count cap but no global byte cap.
+the hole, never filled.  Prints the bytes the reassembler holds and RSS: without
+``--max-buffered-mb`` the bound is the reassembler's default global cap (512 MiB) or
+flows x min(hole bytes, max_ooo_bytes), whichever is lower; with it, that cap (flows
+beyond it are evicted oldest first, their holes counted as gaps).
 
 Each scenario runs in a fresh subprocess so its peak RSS (VmHWM) is its own.  Frames
 are generated lazily so the input does not count towards the figures.
