@@ -30,6 +30,8 @@ run: dev
 	$(BIN)/mirrorscope transactions --db sqlite:///$(DB) --limit 10
 	$(BIN)/mirrorscope inventory --db sqlite:///$(DB)
 	$(BIN)/mirrorscope findings --db sqlite:///$(DB)
+	$(BIN)/mirrorscope report --db sqlite:///$(DB) -o mirrorscope-report.html
+	@echo "HTML report: $(CURDIR)/mirrorscope-report.html"
 
 lint: dev
 	$(BIN)/ruff check .
