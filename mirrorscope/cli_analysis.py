@@ -237,6 +237,8 @@ def findings_command(ctx: click.Context, db_url: str, severity: str | None, kind
         status = r["status"]
         if r.get("regression_of") is not None and status != "resolved":
             status += f" (regression of #{r['regression_of']})"
+        if r.get("verified"):
+            status += " (verified)"  # proven by `mirrorscope test`, not only observed
         cells = [str(r["id"]), r["severity"], status, r["owasp"], r["kind"], endpoint.strip(),
                  r.get("client_ip") or "", str(r["count"])]
         if rules is not None:

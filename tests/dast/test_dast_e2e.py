@@ -271,3 +271,19 @@ def test_bad_input_is_a_one_line_error(lab: dict[str, Any], args: list[str],
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert sum(lab["app"].methods.values()) == before
+
+
+def test_findings_table_marks_verified_findings(session: dict[str, Any],
+                                                lab: dict[str, Any]) -> None:
+    """`mirrorscope findings` tells a proven finding from an observed one."""
+    from click.testing import CliRunner
+
+    from mirrorscope.cli import main
+
+    result = CliRunner().invoke(main, ["findings", "--db", lab["db"], "--kind", "dast.bola"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "(verified)" in result.output
+    observed = CliRunner().invoke(main, ["findings", "--db", lab["db"], "--kind", "attack"],
+                                  catch_exceptions=False)
+    assert "(verified)" not in observed.output
