@@ -61,6 +61,26 @@ def _segments(path: str) -> list[re.Pattern[str] | str | None]:
     return out
 
 
+def _map(node: object) -> dict:
+    """A spec node expected to be an object; anything else (a user's typo) counts as empty."""
+    return node if isinstance(node, dict) else {}
+
+
+def _seq(node: object) -> list | tuple:
+    """A spec node expected to be an array; anything else counts as empty."""
+    return node if isinstance(node, list | tuple) else ()
+
+
+def base_paths(spec: dict) -> tuple[list[str], set[str]]:
+    """Server base paths and host names a spec declares."""
+    return _base_paths(spec)
+
+
+def best_operation(ops: list[SpecOperation], method: str, template: str) -> SpecOperation | None:
+    """The spec operation matching an observed (method, path template) most specifically."""
+    return _best(ops, method, template)
+
+
 def _base_paths(spec: dict) -> tuple[list[str], set[str]]:
     """Server base paths and host names a spec declares."""
     bases: list[str] = []
@@ -69,7 +89,7 @@ def _base_paths(spec: dict) -> tuple[list[str], set[str]]:
         bases.append(str(spec.get("basePath") or "").rstrip("/"))
         if spec.get("host"):
             hosts.add(str(spec["host"]).lower())
-    for server in spec.get("servers") or ():
+    for server in _seq(spec.get("servers")):
         url = str(server.get("url", "")) if isinstance(server, dict) else ""
         url = re.sub(r"\{[^}]*\}", "x", url) if "{" in url else url
         parts = urlsplit(url if "//" in url else "//x" + url if url.startswith("/") else url)
@@ -108,7 +128,7 @@ class _Resolver:
         if not isinstance(schema, dict) or depth > _MAX_REF_DEPTH or len(out) > _MAX_FIELDS:
             return
         for combinator in ("allOf", "anyOf", "oneOf"):
-            for sub in schema.get(combinator) or ():
+            for sub in _seq(schema.get(combinator)):
                 self.fields(sub, prefix, out, open_prefixes, depth + 1)
         props = schema.get("properties")
         if isinstance(props, dict):
@@ -133,11 +153,11 @@ def spec_operations(spec: dict) -> list[SpecOperation]:
     bases, _ = _base_paths(spec)
     swagger2 = "swagger" in spec
     ops: list[SpecOperation] = []
-    for spec_path, item in (spec.get("paths") or {}).items():
+    for spec_path, item in _map(spec.get("paths")).items():
         item = resolver.resolve(item)
         if not isinstance(item, dict) or not isinstance(spec_path, str):
             continue
-        shared = [resolver.resolve(p) for p in item.get("parameters") or ()]
+        shared = [resolver.resolve(p) for p in _seq(item.get("parameters"))]
         for method in OPENAPI_METHODS:
             op = item.get(method)
             if not isinstance(op, dict):
@@ -153,7 +173,7 @@ def spec_operations(spec: dict) -> list[SpecOperation]:
 
 def _fill(entry: SpecOperation, op: dict, shared: list[object], resolver: _Resolver,
           swagger2: bool) -> None:
-    for param in [*shared, *(resolver.resolve(p) for p in op.get("parameters") or ())]:
+    for param in [*shared, *(resolver.resolve(p) for p in _seq(op.get("parameters")))]:
         if not isinstance(param, dict) or "name" not in param:
             continue
         location = str(param.get("in", ""))
@@ -167,18 +187,18 @@ def _fill(entry: SpecOperation, op: dict, shared: list[object], resolver: _Resol
     body = resolver.resolve(op.get("requestBody"))
     if isinstance(body, dict):
         fields = set()
-        for media in (body.get("content") or {}).values():
+        for media in _map(body.get("content")).values():
             if isinstance(media, dict) and "schema" in media:
                 resolver.fields(media["schema"], "", fields, entry.open_prefixes)
         entry.request_fields = fields
-    for status, response in (op.get("responses") or {}).items():
+    for status, response in _map(op.get("responses")).items():
         status = str(status).upper()
         entry.statuses.add(status)
         response = resolver.resolve(response)
         if not isinstance(response, dict):
             continue
         schemas = [response["schema"]] if swagger2 and "schema" in response else [
-            media["schema"] for media in (response.get("content") or {}).values()
+            media["schema"] for media in _map(response.get("content")).values()
             if isinstance(media, dict) and "schema" in media]
         if schemas:
             fields = set()

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from mirrorscope.analysis.openapi_diff import _base_paths, _best, spec_operations
+from mirrorscope.analysis.openapi_diff import base_paths, best_operation, spec_operations
 from mirrorscope.analysis.schema import WILDCARD, SchemaStats
-from mirrorscope.analysis.speclint_walk import LintResult, SpecLintError
+from mirrorscope.analysis.speclint_walk import LintResult
 from mirrorscope.model import EndpointSummary
 
 # MSL013: an endpoint is busy enough to deserve a 429 when it took at least this many
@@ -31,12 +31,7 @@ LARGE_BODY_FACTOR = 10.0
 def annotate(results: Sequence[LintResult], spec: dict,
              observed: Sequence[EndpointSummary]) -> None:
     """Mark results whose operations were seen, and add what the traffic confirms."""
-    try:
-        matches = match_operations(spec, observed)
-    except (AttributeError, TypeError) as exc:
-        # openapi_diff expects a well-formed document; the lint itself tolerates bad shapes.
-        raise SpecLintError(f"the document is malformed where paths are matched to traffic "
-                            f"({exc})") from exc
+    matches = match_operations(spec, observed)  # wrong shapes are ignored, as by the lint
     for result in results:
         hits: list[EndpointSummary] = []
         for operation in result.operations:
@@ -56,13 +51,13 @@ def match_operations(spec: dict, observed: Sequence[EndpointSummary]
                      ) -> dict[tuple[str, str], list[EndpointSummary]]:
     """(METHOD, spec path) -> the observed endpoints that spec operation matches."""
     ops = spec_operations(spec)
-    _, hosts = _base_paths(spec)
+    _, hosts = base_paths(spec)
     candidates = [s for s in observed if s.doc.get("kind", "api") != "static"]
     if hosts and any(s.key.host in hosts for s in candidates):
         candidates = [s for s in candidates if s.key.host in hosts]
     matches: dict[tuple[str, str], list[EndpointSummary]] = {}
     for summary in candidates:
-        op = _best(ops, summary.key.method.upper(), summary.key.path_template)
+        op = best_operation(ops, summary.key.method.upper(), summary.key.path_template)
         if op is not None:
             matches.setdefault((op.method, op.spec_path), []).append(summary)
     return matches
