@@ -135,11 +135,14 @@ def main() -> None:
               default=None, metavar="RULES.yaml",
               help="Run the automated-response rules on the database after the replay "
                    "(see `mirrorscope respond`).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Parse each capture in N processes (flows sharded by address pair); "
+                   "analysis and the store stay in one, so results are identical.")
 @alert_options
 @origin_options
 def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, until: str,
            no_progress: bool, spec_path: str | None, learn_seconds: float | None,
-           checksum: str, rules_path: str | None,
+           checksum: str, rules_path: str | None, workers: int,
            alerts_jsonl: str | None, webhook: str | None, syslog: str | None,
            trusted_proxies: tuple[str, ...], internal_cidrs: tuple[str, ...],
            partner_cidrs: tuple[str, ...]) -> None:
@@ -154,7 +157,11 @@ def replay(pcaps: tuple[str, ...], db_url: str, force: bool, store_raw: bool, un
     origin = origin_config(trusted_proxies, internal_cidrs, partner_cidrs)
     options = ReplayOptions(until=until, db_url=db_url, force=force, store_raw=store_raw,
                             spec=spec, learn_seconds=learn_seconds, alerts_jsonl=alerts_jsonl,
-                            webhook=webhook, syslog=syslog, origin=origin, checksum=checksum)
+                            webhook=webhook, syslog=syslog, origin=origin, checksum=checksum,
+                            workers=workers)
+    if workers > 1 and until == "decode":
+        print_error("--workers needs --until tcp or a later stage (decode has no flows to shard)")
+        sys.exit(EXIT_BAD_INPUT)
     rules = _load_response_rules(rules_path) if rules_path else None
     show = not no_progress and err.is_terminal
     try:

@@ -7,6 +7,7 @@ plain orchestration: the behaviour lives in the stages.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -68,6 +69,7 @@ class ReplayOptions:
     syslog: str | None = None  # "HOST:PORT", "HOST" (514) or a unix socket path
     origin: OriginConfig | None = None  # trusted proxies, internal/partner networks
     checksum: str = "auto"  # TCP checksums: auto (offload-aware) | strict (drop bad) | off
+    workers: int = 1  # parse processes per file (flows sharded; analysis stays in one)
 
 
 @dataclass(slots=True)
@@ -520,7 +522,7 @@ def _replay_one(
         result.error = str(exc)
         return result
     run_id = None
-    with source:
+    with source, contextlib.ExitStack() as cleanup:
         if store is not None:
             sha = file_sha256(path)
             if not options.force and store.find_completed_run(sha):
@@ -529,48 +531,45 @@ def _replay_one(
             run_id = store.begin_run(source=str(path), sha256=sha, size=source.size,
                                      started_at=time.time())
             result.run_id = run_id
+        parse = None
+        if options.workers > 1 and options.until != "decode":
+            from mirrorscope.replay_workers import ShardedParse, feed_sharded
+
+            # Forked before the writer thread starts; stopped (if still running) on exit.
+            parse = cleanup.enter_context(ShardedParse(
+                path, options.workers, until="http" if options.until == "store" else
+                options.until, body_keep=options.body_keep, checksum=options.checksum))
         # A bounded queue to a writer thread: locked or unreachable databases are retried
         # with backoff while parsing goes on; what cannot be written is counted, never raised.
         writer = BatchWriter(store, run_id, WRITER_QUEUE_BATCHES) if store is not None else None
-        analyzer = Analyzer("http" if options.until == "store" else options.until,
-                            body_keep=options.body_keep, checksum=options.checksum)
         analysis = (RunAnalysis(_hmac_key(options), spec=options.spec,
                                 model=None if options.learn_seconds else
                                 _load_model(options, store),
                                 learn_seconds=options.learn_seconds, origin=options.origin)
                     if options.until in ("analysis", "store") else None)
-        out: list[object] = []
-        ts_first: float | None = None
-        progress_every = 4096
-        for frame in iter_frames_safely(source, result):
-            if ts_first is None:
-                ts_first = frame.ts
-            analyzer.feed(frame, out)
-            if len(out) >= STORE_BATCH:
-                if analysis is not None:
-                    analysis.observe(out)
-                _drain(writer, out)
-            if on_progress is not None and analyzer.stats.packets % progress_every == 0:
-                on_progress(Progress(str(path), source.bytes_read, source.size,
-                                     analyzer.stats.packets, analyzer.stats.transactions))
-        analyzer.finish(out)
-        if analysis is not None:
-            analysis.observe(out)
-        _drain(writer, out)
+        analyzer: Analyzer | None = None
+        if parse is not None:
+            stats, ts_first, ts_last = feed_sharded(
+                parse, source.size, result, _observer(analysis),
+                lambda out: _drain(writer, out), on_progress)
+        else:
+            analyzer = Analyzer("http" if options.until == "store" else options.until,
+                                body_keep=options.body_keep, checksum=options.checksum)
+            ts_first = _feed(source, path, analyzer, result, analysis, writer, on_progress)
+            stats, ts_last = analyzer.stats, analyzer._last_ts
         write_counts = writer.close() if writer is not None else {}
         if write_counts.get("dropped_items") or write_counts.get("failed_items"):
             # Not everything landed: leave the run failed so the next replay redoes it.
             result.error = result.error or (
                 f"{path}: {write_counts.get('dropped_items', 0)} records dropped and "
                 f"{write_counts.get('failed_items', 0)} failed to be written to the database")
-        if on_progress is not None:
-            on_progress(Progress(str(path), source.size, source.size, analyzer.stats.packets,
-                                 analyzer.stats.transactions))
-    stats = analyzer.stats
+        if on_progress is not None and analyzer is not None:
+            on_progress(Progress(str(path), source.size, source.size, stats.packets,
+                                 stats.transactions))
     result.packets = stats.packets
     result.bytes = stats.bytes
     if analysis is not None:
-        summaries, findings = analysis.finish(analyzer._last_ts)
+        summaries, findings = analysis.finish(ts_last)
         stats.endpoints = len(summaries)
         stats.findings.update(f.kind for f, _ in findings)
         ids = None
@@ -588,10 +587,44 @@ def _replay_one(
             stats={**_run_stats(stats), "writer": write_counts},
             error=result.error,
             ts_first=ts_first,
-            ts_last=analyzer._last_ts or None,
+            ts_last=ts_last or None,
             finished_at=time.time(),
         )
     return result
+
+
+def _feed(source: PcapSource, path: Path, analyzer: Analyzer, result: FileResult,
+          analysis: RunAnalysis | None, writer: BatchWriter | None,
+          on_progress: Callable[[Progress], None] | None) -> float | None:
+    """One process: every frame through the analyzer, batches to analysis and the writer.
+
+    Returns the first packet time."""
+    out: list[object] = []
+    ts_first: float | None = None
+    progress_every = 4096
+    for frame in iter_frames_safely(source, result):
+        if ts_first is None:
+            ts_first = frame.ts
+        analyzer.feed(frame, out)
+        if len(out) >= STORE_BATCH:
+            if analysis is not None:
+                analysis.observe(out)
+            _drain(writer, out)
+        if on_progress is not None and analyzer.stats.packets % progress_every == 0:
+            on_progress(Progress(str(path), source.bytes_read, source.size,
+                                 analyzer.stats.packets, analyzer.stats.transactions))
+    analyzer.finish(out)
+    if analysis is not None:
+        analysis.observe(out)
+    _drain(writer, out)
+    return ts_first
+
+
+def _observer(analysis: RunAnalysis | None) -> Callable[[list[object]], None]:
+    """analysis.observe, or nothing when the run stops before analysis."""
+    if analysis is None:
+        return lambda _out: None
+    return analysis.observe
 
 
 def _drain(writer: BatchWriter | None, out: list[object]) -> None:
