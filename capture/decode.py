@@ -110,12 +110,18 @@ class Decoder:
         max_frag_sets: int = 4096,
         frag_timeout: float = 30.0,
         checksum: str = "auto",
+        checksum_policy: ChecksumPolicy | None = None,
     ) -> None:
+        """checksum_policy: share another decoder's per-sender checksum record (its mode
+        wins over ``checksum``), so two decoders of one capture judge senders alike."""
         if max_frag_bytes <= 0 or max_frag_sets <= 0 or frag_timeout <= 0:
             raise DecodeError("fragment bounds and timeout must be positive")
         if checksum not in CHECKSUM_MODES:
             raise DecodeError(f"checksum mode must be one of {', '.join(CHECKSUM_MODES)}")
-        self._checksums = None if checksum == "off" else ChecksumPolicy(checksum)
+        if checksum_policy is not None:
+            self._checksums: ChecksumPolicy | None = checksum_policy
+        else:
+            self._checksums = None if checksum == "off" else ChecksumPolicy(checksum)
         self._stats = DecodeStats()
         self.unsupported: dict[str, int] = {}
         self._defrag = FragmentReassembler(
@@ -145,6 +151,11 @@ class Decoder:
         s.frag_pending = len(d)
         s.frag_bytes_held = d.held_bytes
         return s
+
+    @property
+    def checksum_policy(self) -> ChecksumPolicy | None:
+        """The TCP checksum policy (None when checksums are off)."""
+        return self._checksums
 
     def feed(self, frame: RawFrame) -> Sequence[Event]:
         """Decode one frame.

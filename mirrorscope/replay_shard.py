@@ -48,6 +48,7 @@ from mirrorscope.capture.checksum import tcp_checksum_ok
 from mirrorscope.capture.decode import Decoder
 from mirrorscope.model import Anomaly, ConnectionClosed, RawFrame, Segment
 from mirrorscope.pipeline import EXPIRE_EVERY_SECONDS, Analyzer, _counters
+from mirrorscope.reassembly.tcp import TcpReassembler
 
 END = 1 << 62  # frame index of the end-of-input flush (after every real frame)
 PHASE_FRAME = 0
@@ -140,13 +141,12 @@ class ShardAnalyzer(Analyzer):
         self.checksum = checksum
         # Frames off the fast path go through this decoder in every worker; it shares
         # the checksum policy, which every worker keeps equal to the single process's.
-        self.slow = Decoder(checksum=checksum)
-        self.slow._checksums = self.decoder._checksums
+        self.slow = Decoder(checksum=checksum, checksum_policy=self.decoder.checksum_policy)
         self.position = [0]
         self.closed: dict[str, tuple[int, int]] = {}
-        tcp = self.tcp
-        tcp._half_open = RankedTable(PHASE_HALF_OPEN, self.position, self.closed)
-        tcp._established = RankedTable(PHASE_IDLE, self.position, self.closed)
+        phases = {"half_open": PHASE_HALF_OPEN, "established": PHASE_IDLE}
+        self.tcp = TcpReassembler(recency_table=lambda name: RankedTable(
+            phases[name], self.position, self.closed))
         self.tcp_clock = float("-inf")  # newest segment time of all shards
         self.ts_first: float | None = None
 
@@ -154,7 +154,7 @@ class ShardAnalyzer(Analyzer):
             every: int = 2048) -> None:
         """Analyse the shard's frames; call ``emit(done_through, groups)`` every ``every``."""
         index, shards = self.index, self.shards
-        policy = self.decoder._checksums
+        policy = self.decoder.checksum_policy
         auto = policy is not None and policy.mode == "auto"
         strict = policy is not None and policy.mode == "strict"
         fast_feed = self.decoder.feed
@@ -249,11 +249,10 @@ class ShardAnalyzer(Analyzer):
                 self._anomaly(item, out)
                 continue
             self.stats.segments += 1
-            if tcp._clock < self.tcp_clock:
-                tcp._clock = self.tcp_clock
+            tcp.advance_clock(self.tcp_clock)
             self._stream_events(tcp.feed(item), out)
-            if tcp._clock > self.tcp_clock:
-                self.tcp_clock = tcp._clock
+            if tcp.clock > self.tcp_clock:
+                self.tcp_clock = tcp.clock
         if len(self.closed) > 4096:
             self.closed.clear()  # only the closes of one sweep are looked up
 
@@ -267,8 +266,7 @@ class ShardAnalyzer(Analyzer):
             groups.append(((idx, PHASE_FRAGMENTS), out))
         tcp = self.tcp
         assert tcp is not None
-        if tcp._clock < self.tcp_clock:
-            tcp._clock = self.tcp_clock
+        tcp.advance_clock(self.tcp_clock)
         self.closed.clear()
         self._closing(idx, tcp.expire(now), groups)
 

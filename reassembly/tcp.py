@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 
 from mirrorscope.model import (
     ACK,
@@ -129,7 +130,11 @@ class TcpReassembler(StreamPlacement):
         retain_acked_window: int = 64 << 10,
         overlap_policy: str = "first",
         max_buffered_bytes: int = 512 << 20,
+        recency_table: Callable[[str], OrderedDict[int, Flow]] | None = None,
     ) -> None:
+        """recency_table: builds the "half_open" and "established" recency tables (an
+        OrderedDict subclass that observes moves, for a caller that must order closes
+        across reassemblers, as the sharded replay does); plain OrderedDicts by default."""
         if overlap_policy not in _POLICIES:
             raise TcpError(f"overlap_policy must be one of {_POLICIES}, not {overlap_policy!r}")
         for name, value in (
@@ -169,8 +174,9 @@ class TcpReassembler(StreamPlacement):
         # Both wire orientations of a flow map to (flow, direction of that orientation).
         self._index: dict[FlowKey, tuple[Flow, Direction]] = {}
         # Recency order per state, keyed by Flow.serial: oldest first, O(1) eviction.
-        self._half_open: OrderedDict[int, Flow] = OrderedDict()
-        self._established: OrderedDict[int, Flow] = OrderedDict()
+        make = recency_table or (lambda _name: OrderedDict())
+        self._half_open: OrderedDict[int, Flow] = make("half_open")
+        self._established: OrderedDict[int, Flow] = make("established")
         self._lingering: OrderedDict[int, Flow] = OrderedDict()
         self._serial = 0
         self._clock = float("-inf")  # newest packet time seen (never goes backwards)
@@ -180,6 +186,16 @@ class TcpReassembler(StreamPlacement):
                                   max(_CAP_CHECK_FAST, max_buffered_bytes // _TYPICAL_SEGMENT))
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def clock(self) -> float:
+        """The newest packet time seen (it never goes backwards)."""
+        return self._clock
+
+    def advance_clock(self, ts: float) -> None:
+        """Move the clock to ``ts`` if later: packets another reassembler saw (sharding)."""
+        if ts > self._clock:
+            self._clock = ts
 
     @property
     def active_flows(self) -> int:
