@@ -16,6 +16,11 @@ EXIT_BAD_INPUT = 2
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
 
 
+# The store's lifecycle statuses (store/lifecycle_repo.STATUSES, checked equal by a test),
+# spelled here so the CLI starts without importing SQLAlchemy.
+TRIAGE_STATUSES = ("open", "acknowledged", "resolved", "false_positive", "risk_accepted")
+
+
 def _consoles():
     from mirrorscope.cli import err, out
 
@@ -167,8 +172,7 @@ def _findings_owners_option(func):
 @click.option("--owasp", default=None, help="An OWASP API Top 10 2023 category, e.g. API1:2023.")
 @click.option("--since", default=None, help="Last seen at or after: seconds ago (3600, 24h, 7d).")
 @click.option("--status", "statuses", multiple=True,
-              type=click.Choice(("open", "acknowledged", "resolved", "false_positive",
-                                 "risk_accepted")),
+              type=click.Choice(TRIAGE_STATUSES),
               help="Only findings in this triage status (repeatable).")
 @click.option("--owner", "owner_team", default=None, metavar="TEAM",
               help="Only findings owned by TEAM (needs --owners; '-' for unowned ones).")
@@ -300,8 +304,7 @@ def _default_actor() -> str:
 @findings_command.command("set-status")
 @click.argument("finding_ids", nargs=-1, required=True, type=int, metavar="ID [ID...]")
 @click.option("--status", "new_status", required=True,
-              type=click.Choice(("open", "acknowledged", "resolved", "false_positive",
-                                 "risk_accepted")),
+              type=click.Choice(TRIAGE_STATUSES),
               help="The new triage status.")
 @click.option("--by", "actor", default=_default_actor, show_default="$USER",
               help="Who makes the change.")

@@ -215,15 +215,8 @@ class TcpReassembler(StreamPlacement):
     @property
     def buffered_bytes(self) -> int:
         """Out-of-order and retained bytes held by all flows (O(flows): not per packet)."""
-        total = 0
-        for table in (self._half_open, self._established):
-            for flow in table.values():
-                for half in flow.halves:
-                    if half.buf is not None:
-                        total += half.buf.nbytes
-                    if half.kept is not None:
-                        total += len(half.kept)
-        return total
+        return sum(_held_bytes(flow) for table in (self._half_open, self._established)
+                   for flow in table.values())
 
     def feed(self, seg: Segment) -> list[Event]:
         """Process one segment; return the events it completes, in order."""
@@ -298,9 +291,7 @@ class TcpReassembler(StreamPlacement):
         for flow in list(self._established.values()):
             if total <= target:
                 break
-            held = sum((half.buf.nbytes if half.buf is not None else 0)
-                       + (len(half.kept) if half.kept is not None else 0)
-                       for half in flow.halves)
+            held = _held_bytes(flow)
             if held == 0:
                 continue
             self._evict(flow, "memory", now, out)
@@ -309,14 +300,7 @@ class TcpReassembler(StreamPlacement):
 
     def _established_buffered_bytes(self) -> int:
         """Bytes held by established flows (half-open flows hold no stream buffers)."""
-        total = 0
-        for flow in self._established.values():
-            for half in flow.halves:
-                if half.buf is not None:
-                    total += half.buf.nbytes
-                if half.kept is not None:
-                    total += len(half.kept)
-        return total
+        return sum(_held_bytes(flow) for flow in self._established.values())
 
     def flush(self, now: float) -> list[Event]:
         """End of input: close every flow with reason "end" and forget everything."""
@@ -716,3 +700,9 @@ class TcpReassembler(StreamPlacement):
             return
         flow.reported |= bit
         self._anomaly(flow, kind, d, ts, detail, out)
+
+
+def _held_bytes(flow: Flow) -> int:
+    """Out-of-order and retained bytes one flow holds."""
+    return sum((half.buf.nbytes if half.buf is not None else 0)
+               + (len(half.kept) if half.kept is not None else 0) for half in flow.halves)

@@ -20,13 +20,13 @@ from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.model import EndpointSummary, Finding
-from mirrorscope.store import lifecycle_repo, migrate
+from mirrorscope.store import lifecycle_repo
 from mirrorscope.store.db import StoreError, make_engine
 from mirrorscope.store.dbops import (
     describe,
     dialect_insert,
+    require_schema_at_head,
     run_write,
-    schema_error,
 )
 from mirrorscope.store.models import (
     SEVERITIES,
@@ -122,18 +122,7 @@ class AnalysisStore:
         self.close()
 
     def _check_schema(self) -> None:
-        try:
-            current = migrate.current_revision(self._engine)
-            with self._engine.connect() as conn:
-                empty = not migrate.has_user_tables(conn)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open database: {_describe(exc)}") from exc
-        head = migrate.head_revision()
-        if current == head:
-            return
-        if current is None and empty:
-            raise StoreError("database has no mirrorscope schema: run `mirrorscope db upgrade`")
-        raise schema_error(current, head)
+        require_schema_at_head(self._engine)
 
     # ------------------------------------------------------------------ plumbing
 

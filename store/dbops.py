@@ -60,3 +60,22 @@ def schema_error(current: str | None, head: str) -> StoreError:
                           f"(which knows up to {head!r}): upgrade mirrorscope")
     return StoreError(f"database schema is behind (at {current!r}, needs {head!r}): "
                       "run `mirrorscope db upgrade`")
+
+
+def require_schema_at_head(engine: Engine) -> None:
+    """Refuse (StoreError) a database that is unreachable, empty, behind or newer than us.
+
+    For readers and side tables that never create or migrate a database themselves.
+    """
+    try:
+        current = migrate.current_revision(engine)
+        with engine.connect() as conn:
+            empty = not migrate.has_user_tables(conn)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot open database: {describe(exc)}") from exc
+    head = migrate.head_revision()
+    if current == head:
+        return
+    if current is None and empty:
+        raise StoreError("database has no mirrorscope schema: run `mirrorscope db upgrade`")
+    raise schema_error(current, head)

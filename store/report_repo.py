@@ -13,9 +13,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Engine, Integer, case, cast, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from mirrorscope.store import migrate
 from mirrorscope.store.db import StoreError, make_engine
-from mirrorscope.store.dbops import describe, schema_error
+from mirrorscope.store.dbops import describe, require_schema_at_head
 from mirrorscope.store.models import CaptureRun, Transaction
 
 RUN_KEYS = ("id", "source", "status", "started_at", "finished_at", "packets", "bytes",
@@ -48,18 +47,7 @@ class ReportRepo:
         self.close()
 
     def _check_schema(self) -> None:
-        try:
-            current = migrate.current_revision(self._engine)
-            with self._engine.connect() as conn:
-                empty = not migrate.has_user_tables(conn)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open database: {describe(exc)}") from exc
-        head = migrate.head_revision()
-        if current == head:
-            return
-        if current is None and empty:
-            raise StoreError("database has no mirrorscope schema: run `mirrorscope db upgrade`")
-        raise schema_error(current, head)
+        require_schema_at_head(self._engine)
 
     # ---------------------------------------------------------------------- reads
 

@@ -17,9 +17,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.exc import SQLAlchemyError
 
-from mirrorscope.store import migrate
 from mirrorscope.store.db import StoreError, make_engine
-from mirrorscope.store.dbops import describe, dialect_insert, run_write, schema_error
+from mirrorscope.store.dbops import describe, dialect_insert, require_schema_at_head, run_write
 from mirrorscope.store.models import ResponseFiring
 from mirrorscope.store.sanitize import safe_text
 
@@ -64,18 +63,7 @@ class ResponseLedger:
         self.close()
 
     def _check_schema(self) -> None:
-        try:
-            current = migrate.current_revision(self._engine)
-            with self._engine.connect() as conn:
-                empty = not migrate.has_user_tables(conn)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open database: {describe(exc)}") from exc
-        head = migrate.head_revision()
-        if current == head:
-            return
-        if current is None and empty:
-            raise StoreError("database has no mirrorscope schema: run `mirrorscope db upgrade`")
-        raise schema_error(current, head)
+        require_schema_at_head(self._engine)
 
     # ---------------------------------------------------------------------- reads
 

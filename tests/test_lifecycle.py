@@ -94,3 +94,10 @@ def test_parse_sla_days() -> None:
     for bad in ("urgent=3", "high", "high=soon", "high=-1"):
         with pytest.raises(ValueError):
             parse_sla_days(bad)
+
+
+def test_cli_triage_statuses_are_the_stores() -> None:
+    from mirrorscope.cli_analysis import TRIAGE_STATUSES
+    from mirrorscope.store.lifecycle_repo import STATUSES
+
+    assert tuple(TRIAGE_STATUSES) == tuple(STATUSES)
