@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mirrorscope.analysis.detection_catalog import KindInfo
 from mirrorscope.dast_http import Sent
 
 # Bodies at least this similar (0..1) are "the same data"; compared on their first bytes.
@@ -44,14 +45,6 @@ PRIVILEGED_FIELDS: dict[str, object] = {"role": "admin", "is_admin": True, "isAd
                                         "admin": True}
 
 
-@dataclass(frozen=True, slots=True)
-class KindInfo:
-    """What a DAST finding kind means: OWASP API Top 10 (2023), severity, title, remedy."""
-
-    owasp: str
-    severity: str
-    title: str
-    remediation: str
 
 
 CATALOG: dict[str, KindInfo] = {
