@@ -45,8 +45,6 @@ PRIVILEGED_FIELDS: dict[str, object] = {"role": "admin", "is_admin": True, "isAd
                                         "admin": True}
 
 
-
-
 CATALOG: dict[str, KindInfo] = {
     "dast.missing_auth": KindInfo(
         "API2:2023", "high", "Endpoint answers without credentials",
