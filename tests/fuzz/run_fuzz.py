@@ -199,6 +199,18 @@ def _save(findings_dir: Path | None, kind: str, data: bytes, why: str, report: R
     report.saved.append(name)
 
 
+def _current_rss_mb() -> float:
+    """Resident set size now (VmRSS), in MB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -261,10 +273,12 @@ def fuzz(
                     _save(findings_dir, f"{name}-slow", data,
                           f"slow: {best * 1000:.1f} ms > {budget * 1000:.0f} ms", report)
             assert outcome is not None
-            signature = (name, min(outcome.transactions, 16), outcome.anomaly_kinds)
-            if signature not in seen:
-                seen.add(signature)
-                if len(pools[name]) < MAX_CORPUS:
+            # Signatures are only kept while the pool can still grow: recording every new
+            # one (about a third of all inputs) grew the harness by ~100 MB an hour.
+            if len(pools[name]) < MAX_CORPUS:
+                signature = (name, min(outcome.transactions, 16), outcome.anomaly_kinds)
+                if signature not in seen:
+                    seen.add(signature)
                     pools[name].append(data)
             if report.inputs % 256 == 0:
                 rss = _peak_rss_mb()
@@ -274,9 +288,12 @@ def fuzz(
                     break
             if log is not None and now - last_log >= 30:
                 last_log = now
+                corpus_mb = sum(len(d) for p in pools.values() for d in p) / 1e6
                 log(f"[{now - start:6.0f}s] inputs={report.inputs} "
                     f"rate={report.inputs / (now - start):.0f}/s "
-                    f"corpus={sum(len(p) for p in pools.values())} "
+                    f"corpus={sum(len(p) for p in pools.values())} ({corpus_mb:.0f} MB) "
+                    f"signatures={len(seen)} "
+                    f"rss={_current_rss_mb():.0f} MB peak={_peak_rss_mb():.0f} MB "
                     f"findings={dict(report.findings)}")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
