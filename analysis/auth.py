@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import re
@@ -33,10 +32,28 @@ _SESSION_COOKIE = re.compile(
 LONG_LIVED_SECONDS = 30 * 86400
 
 
+# A session sends the same token on every request: recent principal ids and decoded JWTs
+# are remembered per (token, key), both results being pure functions of the two.  Bounded:
+# dropped whole when full; tokens longer than _CACHE_MAX_TOKEN are computed every time.
+_CACHE_ENTRIES = 2048
+_CACHE_MAX_TOKEN = 2048
+_principal_cache: dict[tuple[str | bytes, bytes], str] = {}
+_jwt_cache: dict[tuple[str, bytes], JwtInfo | None] = {}
+
+
 def principal_id(token: str | bytes, key: bytes) -> str:
     """The keyed-HMAC principal id of a credential (16 hex characters)."""
+    cache_key = (token, key)
+    found = _principal_cache.get(cache_key)
+    if found is not None:
+        return found
     data = token if isinstance(token, bytes) else token.encode("utf-8", "surrogatepass")
-    return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
+    found = hmac.digest(key, data, "sha256").hex()[:16]
+    if len(token) <= _CACHE_MAX_TOKEN:
+        if len(_principal_cache) >= _CACHE_ENTRIES:
+            _principal_cache.clear()
+        _principal_cache[cache_key] = found
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,22 @@ def _number(value: object) -> float | None:
 
 def decode_jwt(token: str, key: bytes) -> JwtInfo | None:
     """Decode a JWS compact token's header and claims without verifying it; None if not a JWT."""
+    if token.count(".") != 2:
+        return None  # not three parts: the common case of an opaque key or session id
+    cache_key = (token, key)
+    try:
+        return _jwt_cache[cache_key]
+    except KeyError:
+        pass
+    found = _decode_jwt(token, key)
+    if len(token) <= _CACHE_MAX_TOKEN:
+        if len(_jwt_cache) >= _CACHE_ENTRIES:
+            _jwt_cache.clear()
+        _jwt_cache[cache_key] = found
+    return found
+
+
+def _decode_jwt(token: str, key: bytes) -> JwtInfo | None:
     parts = token.split(".")
     if len(parts) != 3 or len(token) > 16384:
         return None

@@ -20,7 +20,6 @@ traffic being scored.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
 import random
 import re
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mirrorscope.analysis.auth import principal_id
 from mirrorscope.analysis.detection_aggregate import Aggregator, Occurrence
 from mirrorscope.analysis.detection_catalog import ANOMALY_KINDS
 from mirrorscope.analysis.detection_forest import Forest
@@ -65,6 +65,12 @@ from mirrorscope.analysis.rules_behaviour import BehaviourConfig, ClientBaseline
 from mirrorscope.analysis.rules_injection import check_request
 from mirrorscope.analysis.rules_origin import OriginLearner, OriginRules
 from mirrorscope.model import Anomaly, EndpointKey, Finding, HttpTransaction, is_security_anomaly
+
+# Keyed hashes of recent values (parameter values, ids, user agents repeat across requests);
+# a bounded per-Detector cache, dropped whole when full.
+_HASH_CACHE_ENTRIES = 4096
+_HASH_CACHE_MAX_VALUE = 256  # characters
+_MAX_INTERNED_CLIENTS = 8192
 
 __all__ = ["DetectionConfig", "DetectionError", "DetectionModel", "DetectionStats", "Detector",
            "TransactionScore"]
@@ -105,7 +111,9 @@ class DetectionConfig:
     max_ids_per_template: int = 2048
     max_returned_ids: int = 4096  # per subject
     max_tracked_subjects: int = 20_000
-    max_connections: int = 65_536  # conn_id -> client address, to place protocol anomalies
+    # conn_id -> client address, to place protocol anomalies (least recently used evicted,
+    # counted in stats.connections_evicted; an anomaly on an evicted connection has no client).
+    max_connections: int = 16_384
     max_open_findings: int = 100_000
     max_baseline_windows: int = 100_000
     max_reported_misconfig: int = 10_000  # (kind, host, detail) already reported
@@ -138,6 +146,7 @@ class DetectionStats:
     ids_dropped: int = 0
     returned_ids_dropped: int = 0
     findings_dropped: int = 0
+    connections_evicted: int = 0
 
 
 class Detector:
@@ -156,6 +165,7 @@ class Detector:
         self._key = hmac_key
         self._login_path = re.compile(self.config.login_path, re.IGNORECASE)
         self._rng = random.Random(self.config.random_state)
+        self._hash_cache: dict[str, str] = {}  # recent values' keyed hashes (bounded)
         # Learning state.
         self._known_endpoints: set[EndpointKey] = set()  # seen while learning (bounded)
         self._reservoir: list[tuple[EndpointKey, RequestView]] = []
@@ -172,6 +182,7 @@ class Detector:
         self._aggregator = Aggregator(max_open=self.config.max_open_findings)
         self._clock = -math.inf
         self._connections: OrderedDict[str, str] = OrderedDict()
+        self._clients: dict[str, str] = {}  # interned client addresses (bounded)
         self._reported: set[tuple[str, str, str]] = set()
         # Origins: learned per principal with the baseline, judged while scoring.
         self._origins = OriginResolver(self.config.origin)
@@ -182,15 +193,22 @@ class Detector:
 
     def _hash(self, value: str) -> str:
         """Keyed hash of a value (profiles and id sets never keep raw values)."""
-        return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8,
-                               key=self._key[:64]).hexdigest()
+        cache = self._hash_cache
+        found = cache.get(value)
+        if found is None:
+            found = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8,
+                                    key=self._key[:64]).hexdigest()
+            if len(value) <= _HASH_CACHE_MAX_VALUE:
+                if len(cache) >= _HASH_CACHE_ENTRIES:
+                    cache.clear()
+                cache[value] = found
+        return found
 
     def principal_of(self, credential: str | None) -> str | None:
         """The keyed-HMAC id of a credential (what findings call the principal)."""
         if not credential:
             return None
-        return hmac.new(self._key, credential.encode("utf-8", "surrogatepass"),
-                        hashlib.sha256).hexdigest()[:16]
+        return principal_id(credential, self._key)
 
     def _view(self, tx: HttpTransaction) -> tuple[EndpointKey, RequestView] | None:
         if tx.request is None:
@@ -454,9 +472,13 @@ class Detector:
         if tx.conn_id in conns:
             conns.move_to_end(tx.conn_id)
             return
-        conns[tx.conn_id] = tx.client[0]
+        client = tx.client[0]
+        # One string per address, not one per connection: the map holds tens of thousands.
+        conns[tx.conn_id] = self._clients.setdefault(client, client) \
+            if len(self._clients) < _MAX_INTERNED_CLIENTS else client
         if len(conns) > self.config.max_connections:
             conns.popitem(last=False)
+            self.stats.connections_evicted += 1
 
     def _transaction_occurrences(self, tx: HttpTransaction, result: TransactionScore,
                                  endpoint: EndpointKey, view: RequestView,

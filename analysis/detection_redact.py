@@ -66,8 +66,27 @@ def _card(match: re.Match[str], key: bytes) -> str:
         else match.group()
 
 
+# The same details (header lists, banners, anomaly texts) are scrubbed over and over: recent
+# results are kept per (text, key).  Bounded: dropped whole when full.
+_SCRUB_CACHE_ENTRIES = 4096
+_SCRUB_CACHE_MAX_TEXT = 512
+_scrub_cache: dict[tuple[str, bytes], str] = {}
+
+
 def scrub(text: str, key: bytes) -> str:
     """Replace secret-shaped substrings of free text by fingerprints."""
+    cache_key = (text, key)
+    found = _scrub_cache.get(cache_key)
+    if found is None:
+        found = _scrub(text, key)
+        if len(text) <= _SCRUB_CACHE_MAX_TEXT:
+            if len(_scrub_cache) >= _SCRUB_CACHE_ENTRIES:
+                _scrub_cache.clear()
+            _scrub_cache[cache_key] = found
+    return found
+
+
+def _scrub(text: str, key: bytes) -> str:
     text = _JWT.sub(lambda m: fingerprint(m.group(), key), text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {fingerprint(m.group(), key)}", text)
     text = _NAMED_SECRET.sub(lambda m: m.group(1) + m.group(2) + fingerprint(m.group(3), key),

@@ -73,6 +73,10 @@ class TrackerLimits:
     max_ids_per_template: int = 2048
     max_returned_ids: int = 4096  # per subject
     max_tracked_subjects: int = 20_000
+    # All subjects together (~80 bytes an id): past it, the least recently active subjects
+    # are forgotten whole (their ids counted in returned_ids_dropped), so memory stays flat
+    # on long captures.  Far above what a few minutes of busy traffic hold (~32k ids).
+    max_returned_ids_total: int = 262_144
 
 
 class ActivityTracker:
@@ -84,6 +88,7 @@ class ActivityTracker:
         self.login_path = login_path
         self.limits = limits or TrackerLimits()
         self.returned: OrderedDict[str, set[str]] = OrderedDict()  # subject -> id hashes
+        self.returned_total = 0  # ids held in self.returned, all subjects together
         self.windows_dropped = 0
         self.ids_dropped = 0
         self.returned_ids_dropped = 0
@@ -211,8 +216,7 @@ class ActivityTracker:
         resp = tx.response
         if resp is None:
             return
-        found: list[str] = [m.group(1).decode("latin-1")
-                            for m in _RETURNED_ID.finditer(resp.body.head[:65536])]
+        found = list(returned_ids(resp.body.head))
         for name, value in resp.headers:
             if name.lower() in ("location", "content-location"):
                 found.append(value.rstrip("/").rsplit("/", 1)[-1])
@@ -222,14 +226,49 @@ class ActivityTracker:
         if ids is None:
             ids = self.returned[holder] = set()
             if len(self.returned) > self.limits.max_tracked_subjects:
-                self.returned.popitem(last=False)
+                self.returned_total -= len(self.returned.popitem(last=False)[1])
         else:
             self.returned.move_to_end(holder)
+        before = len(ids)
         for value in found[:256]:
             if len(ids) >= self.limits.max_returned_ids:
                 self.returned_ids_dropped += 1
                 break
             ids.add(self.hasher(value))
+        self.returned_total += len(ids) - before
+        while self.returned_total > self.limits.max_returned_ids_total and \
+                len(self.returned) > 1:
+            _, forgotten = self.returned.popitem(last=False)  # least recently active
+            self.returned_total -= len(forgotten)
+            self.returned_ids_dropped += len(forgotten)
+
+
+# Responses repeat (the same list page, the same error body): the ids found in recent
+# bodies are remembered, keyed by the body itself.  Bounded by an estimate of the memory
+# held (body bytes, plus ~80 bytes per id string and per entry); dropped whole when full.
+_RETURNED_CACHE_BYTES = 1 << 20
+_RETURNED_CACHE_MAX_BODY = 16 << 10
+_RETURNED_CACHE_OVERHEAD = 80  # bytes per entry and per id string (objects, dict slot)
+_returned_cache: dict[bytes, tuple[str, ...]] = {}
+_returned_cache_bytes = 0
+
+
+def returned_ids(body: bytes) -> tuple[str, ...]:
+    """The object ids a JSON-ish response body hands out (first 64 KiB)."""
+    global _returned_cache_bytes
+    head = body[:65536]
+    found = _returned_cache.get(head)
+    if found is not None:
+        return found
+    found = tuple(m.group(1).decode("latin-1") for m in _RETURNED_ID.finditer(head))
+    cost = len(head) + _RETURNED_CACHE_OVERHEAD * (1 + len(found))
+    if len(head) <= _RETURNED_CACHE_MAX_BODY and cost <= _RETURNED_CACHE_BYTES:
+        if _returned_cache_bytes + cost > _RETURNED_CACHE_BYTES:
+            _returned_cache.clear()
+            _returned_cache_bytes = 0
+        _returned_cache[head] = found
+        _returned_cache_bytes += cost
+    return found
 
 
 def object_id(view: RequestView) -> tuple[str, str] | None:

@@ -162,11 +162,24 @@ def path_parameters(template: str | None, path: str) -> list[tuple[str, str]]:
     return out
 
 
-def credential_of(headers: Headers) -> str | None:
+def first_values(headers: Headers) -> dict[str, str]:
+    """The first value of every header, by lowercase name (one pass instead of one per name)."""
+    out: dict[str, str] = {}
+    for key, value in headers:
+        lowered = key.lower()
+        if lowered not in out:
+            out[lowered] = value
+    return out
+
+
+def credential_of(headers: Headers, first: dict[str, str] | None = None) -> str | None:
     """The credential identifying the caller, as the inventory keys principals: the bearer
     token, the Basic credential, the whole value of other Authorization schemes, an API-key
-    header's value, or a session cookie's value."""
-    auth = header(headers, "authorization")
+    header's value, or a session cookie's value.  ``first``: first_values(headers), if known."""
+    if first is None:
+        first = first_values(headers)
+    header = first.get
+    auth = header("authorization")
     if auth and auth.strip():
         scheme, _, rest = auth.strip().partition(" ")
         lowered = scheme.lower()
@@ -174,10 +187,10 @@ def credential_of(headers: Headers) -> str | None:
             return rest.strip()
         return auth
     for name in _API_KEY_HEADERS:
-        value = header(headers, name)
+        value = header(name)
         if value:
             return value
-    cookie = header(headers, "cookie")
+    cookie = header("cookie")
     if cookie:
         for pair in cookie.split(";"):
             name, _, value = pair.strip().partition("=")
@@ -196,12 +209,13 @@ def request_view(tx: HttpTransaction, template: str | None = None) -> RequestVie
     if req is None:
         return None
     authority, path, query = split_target(req.target)
-    host = header(req.headers, "host") or authority or ""
+    first = first_values(req.headers)
+    host = first.get("host") or authority or ""
     params: list[tuple[str, str, str]] = []
     complete = parse_urlencoded(query, QUERY, params)
     for name, value in path_parameters(template, path):
         params.append((PATH, name, value))
-    content_type = _base_type(header(req.headers, "content-type"))
+    content_type = _base_type(first.get("content-type"))
     body = req.body
     body_kind = "none"
     json_type = ""
@@ -246,7 +260,7 @@ def request_view(tx: HttpTransaction, template: str | None = None) -> RequestVie
         body_kind=body_kind,
         body_length=body.length,
         json_type=json_type,
-        credential=credential_of(req.headers),
+        credential=credential_of(req.headers, first),
         username=username,
         ts=req.ts_start,
         truncated_params=not complete,

@@ -83,6 +83,25 @@ class RequestView:
     server: str
 
 
+# Query strings repeat (page=1&size=20): recent parses are kept.  Bounded: dropped whole.
+_QUERY_CACHE_ENTRIES = 4096
+_QUERY_CACHE_MAX = 512  # characters
+_query_cache: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """The decoded (name, value) pairs of a query string, at most _MAX_QUERY_FIELDS."""
+    found = _query_cache.get(query)
+    if found is None:
+        found = tuple(parse_qsl(query, keep_blank_values=True, errors="replace",
+                                max_num_fields=None)[:_MAX_QUERY_FIELDS])
+        if len(query) <= _QUERY_CACHE_MAX:
+            if len(_query_cache) >= _QUERY_CACHE_ENTRIES:
+                _query_cache.clear()
+            _query_cache[query] = found
+    return list(found)
+
+
 def parse_request(tx: HttpTransaction) -> RequestView | None:
     """Parse a transaction's request; None for an orphan response."""
     req = tx.request
@@ -109,8 +128,7 @@ def parse_request(tx: HttpTransaction) -> RequestView | None:
     else:
         path, _, query = target.partition("?")
         path = path.partition("#")[0]
-    query_pairs = parse_qsl(query, keep_blank_values=True, errors="replace",
-                            max_num_fields=None)[:_MAX_QUERY_FIELDS] if query else []
+    query_pairs = _query_pairs(query) if query else []
     cookies: list[tuple[str, str]] = []
     for value in cookie_values:
         for pair in value.split(";"):

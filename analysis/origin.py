@@ -155,8 +155,27 @@ class Origin:
     issues: tuple[ChainIssue, ...] = ()
 
 
+# Every request resolves its peer (and the networks of its clients) at least twice: the
+# parsed addresses of recent texts are kept (addresses are immutable), dropped whole when full.
+_ADDRESS_CACHE_ENTRIES = 16_384
+_address_cache: dict[str, IpAddress | None] = {}
+
+
 def parse_address(text: str) -> IpAddress | None:
     """An address from a header entry: bare, quoted, ``v4:port``, ``[v6]`` or ``[v6]:port``."""
+    try:
+        return _address_cache[text]
+    except KeyError:
+        pass
+    found = _parse_address(text)
+    if len(text) <= 100:
+        if len(_address_cache) >= _ADDRESS_CACHE_ENTRIES:
+            _address_cache.clear()
+        _address_cache[text] = found
+    return found
+
+
+def _parse_address(text: str) -> IpAddress | None:
     value = text.strip().strip('"').strip()
     if not value or len(value) > 100:
         return None
@@ -247,6 +266,7 @@ class OriginResolver:
         self._partners = [(name, _network(c)) for name, c in cfg.partner_cidrs]
         self._class_cache: dict[str, tuple[str, str | None]] = {}
         self._trust_cache: dict[IpAddress, bool] = {}
+        self._network_cache: dict[tuple[str, int | None, int | None], str | None] = {}
 
     # ----------------------------------------------------------------- classes
 
@@ -282,14 +302,23 @@ class OriginResolver:
     def network_of(self, address: str, ipv4_prefix: int | None = None,
                    ipv6_prefix: int | None = None) -> str | None:
         """The network an address belongs to ("203.0.113.0/24"); None when not an address."""
+        cache_key = (address, ipv4_prefix, ipv6_prefix)
+        found = self._network_cache.get(cache_key, ...)
+        if found is not ...:
+            return found  # type: ignore[return-value]
         ip = parse_address(address)
         if ip is None:
-            return None
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        prefix = (ipv4_prefix or self.config.ipv4_prefix) if ip.version == 4 else \
-            (ipv6_prefix or self.config.ipv6_prefix)
-        return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+            found = None
+        else:
+            if ip.version == 6 and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            prefix = (ipv4_prefix or self.config.ipv4_prefix) if ip.version == 4 else \
+                (ipv6_prefix or self.config.ipv6_prefix)
+            found = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        if len(self._network_cache) >= _CACHE:
+            self._network_cache.clear()
+        self._network_cache[cache_key] = found
+        return found
 
     # --------------------------------------------------------------- resolving
 

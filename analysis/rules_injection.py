@@ -123,21 +123,52 @@ def _jndi(text: str) -> tuple[int, int] | None:
     return None
 
 
-def _check_text(text: str, location: str, hits: list[RuleHit], seen: set[tuple[str, str]]) -> None:
-    text = text[:MAX_CHECKED]
-    if (JNDI, location) not in seen and (span := _jndi(text)) is not None:
-        seen.add((JNDI, location))
-        hits.append(RuleHit(JNDI, "jndi-lookup", location, span[0], span[1], text))
+# Traffic repeats itself: the same paths, user agents and small parameter values come back
+# on most requests.  What the signatures find in a text does not depend on where it was
+# found, so the matches of recent short texts are remembered (a repeat costs one dict
+# lookup instead of ~28 regex searches).  Bounded: dropped whole when full.
+_MATCH_CACHE_ENTRIES = 8192
+_MATCH_CACHE_MAX_TEXT = 256  # characters; longer texts are searched every time
+_match_cache: dict[str, tuple[tuple[str, int, int] | None,
+                              tuple[tuple[str, str, int, int], ...]]] = {}
+
+
+def _matches(text: str) -> tuple[tuple[str, int, int] | None,
+                                 tuple[tuple[str, str, int, int], ...]]:
+    """The JNDI span and every signature's first match in ``text`` (signature order)."""
+    found = _match_cache.get(text)
+    if found is not None:
+        return found
+    span = _jndi(text)
+    jndi = None if span is None else ("jndi-lookup", span[0], span[1])
     keyword_only = _PLAIN.fullmatch(text) is not None
+    hits: list[tuple[str, str, int, int]] = []
     for kind, name, pattern in _SIGNATURES:
         if keyword_only and name not in _KEYWORD_ONLY:
             continue
-        if (kind, location) in seen or (kind == TEMPLATE and (JNDI, location) in seen):
-            continue  # a JNDI lookup is also a ${...} expression: report it once, as JNDI
         match = pattern.search(text)
         if match is not None:
-            seen.add((kind, location))
-            hits.append(RuleHit(kind, name, location, match.start(), match.end(), text))
+            hits.append((kind, name, match.start(), match.end()))
+    found = (jndi, tuple(hits))
+    if len(text) <= _MATCH_CACHE_MAX_TEXT:
+        if len(_match_cache) >= _MATCH_CACHE_ENTRIES:
+            _match_cache.clear()
+        _match_cache[text] = found
+    return found
+
+
+def _check_text(text: str, location: str, hits: list[RuleHit], seen: set[tuple[str, str]]) -> None:
+    text = text[:MAX_CHECKED]
+    jndi, matches = _matches(text)
+    if jndi is not None and (JNDI, location) not in seen:
+        seen.add((JNDI, location))
+        hits.append(RuleHit(JNDI, jndi[0], location, jndi[1], jndi[2], text))
+    for kind, name, start, end in matches:
+        # The first match of a kind at a place wins (signature order), as if searched in turn.
+        if (kind, location) in seen or (kind == TEMPLATE and (JNDI, location) in seen):
+            continue  # a JNDI lookup is also a ${...} expression: report it once, as JNDI
+        seen.add((kind, location))
+        hits.append(RuleHit(kind, name, location, start, end, text))
 
 
 def internal_host(host: str) -> bool:

@@ -60,12 +60,23 @@ def _headers(headers: Headers) -> dict[str, str]:
     return out
 
 
-def check_response(resp: HttpResponse) -> list[ResponseHit]:
-    """Every misconfiguration one response shows."""
+# Bodies repeat (the same page, the same error document): what the body patterns found in
+# recent bodies is remembered, keyed by (body, status >= 400).  Bounded by bytes.
+_BODY_CACHE_BYTES = 1 << 20  # body bytes plus ~80 bytes an entry
+_BODY_CACHE_MAX = 16 << 10
+_body_cache: dict[tuple[bytes, bool], tuple[ResponseHit, ...]] = {}
+_body_cache_bytes = 0
+
+
+def _body_hits(head: bytes, error_status: bool) -> tuple[ResponseHit, ...]:
+    """Stack traces and database errors in a response body (at most one of each)."""
+    global _body_cache_bytes
+    cache_key = (head, error_status)
+    found = _body_cache.get(cache_key)
+    if found is not None:
+        return found
     hits: list[ResponseHit] = []
-    headers = _headers(resp.headers)
-    head = resp.body.head
-    if head and (resp.status >= 400 or any(t in head for t in _TRIGGERS)):
+    if error_status or any(t in head for t in _TRIGGERS):
         for framework, pattern in _STACK_TRACES:
             if pattern.search(head):
                 hits.append(ResponseHit("misconfig.stack_trace", f"{framework} stack trace"))
@@ -74,6 +85,24 @@ def check_response(resp: HttpResponse) -> list[ResponseHit]:
             if pattern.search(head):
                 hits.append(ResponseHit("misconfig.sql_error", f"{engine} error message"))
                 break
+    found = tuple(hits)
+    if len(head) <= _BODY_CACHE_MAX:
+        cost = len(head) + 80
+        if _body_cache_bytes + cost > _BODY_CACHE_BYTES:  # (cost <= budget: head <= 16 KiB)
+            _body_cache.clear()
+            _body_cache_bytes = 0
+        _body_cache[cache_key] = found
+        _body_cache_bytes += cost
+    return found
+
+
+def check_response(resp: HttpResponse) -> list[ResponseHit]:
+    """Every misconfiguration one response shows."""
+    hits: list[ResponseHit] = []
+    headers = _headers(resp.headers)
+    head = resp.body.head
+    if head:
+        hits.extend(_body_hits(head, resp.status >= 400))
     ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if 200 <= resp.status < 300 and resp.body.length:
         missing = []

@@ -209,8 +209,30 @@ def phone_like(value: str) -> bool:
 # ------------------------------------------------------------------ classifier
 
 
+# The same (name, value) pairs recur on most requests (page=1, the same header values,
+# the same JSON fields): recent string verdicts are kept.  Bounded: dropped whole when full.
+_CLASSIFY_CACHE_ENTRIES = 16_384
+_CLASSIFY_CACHE_MAX_VALUE = 256  # characters
+_classify_cache: dict[tuple[str, str], str | None] = {}
+
+
 def classify(name: str, value: object) -> str | None:
     """The sensitive-data type of one named value (a JSON leaf, a parameter), else None."""
+    if type(value) is str and len(value) <= _CLASSIFY_CACHE_MAX_VALUE and type(name) is str:
+        cache_key = (name, value)
+        try:
+            return _classify_cache[cache_key]
+        except KeyError:
+            pass
+        found = _classify(name, value)
+        if len(_classify_cache) >= _CLASSIFY_CACHE_ENTRIES:
+            _classify_cache.clear()
+        _classify_cache[cache_key] = found
+        return found
+    return _classify(name, value)
+
+
+def _classify(name: str, value: object) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     words, joined = name_words(name) if name else (frozenset(), "")

@@ -158,11 +158,26 @@ def _dedupe(parts: list[tuple[bool, str]]) -> list[tuple[bool, str]]:
     return out
 
 
+# Every transaction renders its endpoint's template (percent-encoding each literal); the
+# same few templates come back, so recent renderings are kept.  Bounded: dropped whole.
+_RENDER_CACHE_ENTRIES = 4096
+_RENDER_CACHE_MAX_PATH = 1024  # characters of the rendered template
+_render_cache: dict[tuple[tuple[bool, str], ...], str] = {}
+
+
 def _render(parts: list[tuple[bool, str]]) -> str:
     """A path template from (is_param, text) parts."""
-    out = ["{" + text + "}" if is_param else quote(text, safe=_SAFE)
-           for is_param, text in _dedupe(parts)]
-    return "/" + "/".join(out)
+    cache_key = tuple(parts)
+    found = _render_cache.get(cache_key)
+    if found is None:
+        out = ["{" + text + "}" if is_param else quote(text, safe=_SAFE)
+               for is_param, text in _dedupe(parts)]
+        found = "/" + "/".join(out)
+        if len(found) <= _RENDER_CACHE_MAX_PATH:
+            if len(_render_cache) >= _RENDER_CACHE_ENTRIES:
+                _render_cache.clear()
+            _render_cache[cache_key] = found
+    return found
 
 
 def chain(node: Node[P]) -> list[Node[P]]:

@@ -12,6 +12,10 @@ import re
 from collections import Counter
 from functools import lru_cache
 
+# Pure per-segment verdicts are cached; ids make most segments unique, so a small cache keeps
+# the hits (literals, versions) without holding every id seen (memory flat in capture size).
+_SEGMENT_CACHE = 4096
+
 # Typed values: a segment of one of these kinds is a parameter at first sight.
 TYPED_KINDS = ("integer", "uuid", "objectid", "hex", "date", "date-time", "email", "ipv4",
                "token")
@@ -105,7 +109,7 @@ def looks_like_token(seg: str) -> bool:
     return shannon_entropy(seg) >= 3.3
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=_SEGMENT_CACHE)
 def typed_kind(seg: str) -> str | None:
     """The value type of a segment that is a parameter at first sight, else None."""
     if not seg:
@@ -136,7 +140,7 @@ def typed_kind(seg: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=_SEGMENT_CACHE)
 def is_version(seg: str) -> bool:
     """True for an API version segment (v1, v2beta1, v1.41, 2.0): always literal."""
     return _VERSION.fullmatch(seg) is not None
@@ -161,7 +165,7 @@ def asset_extension(seg: str) -> str | None:
     return ext if stem and ext in ASSET_EXTENSIONS else None
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=_SEGMENT_CACHE)
 def shape(seg: str) -> str:
     """Character-class shape: letters -> a/A, digits -> 9, others kept ("SKU-12" -> "AAA-99")."""
     out = []

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Insert, delete, func, insert, select, text, update
@@ -74,8 +75,23 @@ FINAL_STATUSES = ("complete", "failed")
 # when full) and hold only short header values and mid-sized bodies.
 _HEADER_CACHE_ENTRIES = 4096
 _HEADER_CACHE_MAX_VALUE = 512  # characters
-_BODY_CACHE_BYTES = 8 << 20  # keys plus results
-_BODY_CACHE_MIN = 1024  # smaller bodies are cheap to redact; not worth keeping
+_BODY_CACHE_BYTES = 2 << 20  # keys plus results plus _BODY_CACHE_OVERHEAD an entry
+_BODY_CACHE_OVERHEAD = 128  # two bytes objects, the key tuple and a dict slot
+_BODY_CACHE_MIN = 128  # smaller bodies are cheap to redact; not worth keeping
+# Whole header lists (a session repeats its own verbatim) and request targets, as stored.
+_HEADER_LIST_CACHE_ENTRIES = 1024
+_HEADER_LIST_CACHE_MAX_JSON = 4096  # characters of the stored JSON; bigger lists not kept
+_URI_CACHE_ENTRIES = 4096
+_URI_CACHE_MAX = 512  # characters
+# The columns of a transaction without a request / without a response.
+_NO_REQUEST: dict[str, Any] = dict.fromkeys((
+    "method", "host", "uri", "version", "user_agent", "request_content_type",
+    "request_headers", "request_body_len", "request_body_complete", "request_body_sha256",
+    "request_body_head"))
+_NO_RESPONSE: dict[str, Any] = dict.fromkeys((
+    "status", "reason", "resp_version", "info_code", "response_content_type",
+    "response_headers", "response_body_len", "response_body_complete",
+    "response_body_sha256", "response_body_head"))
 
 # The public JSONL contract of iter_transactions, in output order.
 TRANSACTION_KEYS = (
@@ -168,6 +184,12 @@ class Store:
         self._header_cache: dict[tuple[str, str], tuple[str, str]] = {}
         self._body_cache: dict[tuple[bytes, bool], bytes] = {}
         self._body_cache_bytes = 0
+        self._header_list_cache: dict[Headers, tuple[str, str | None, str | None,
+                                                     str | None]] = {}
+        self._uri_cache: dict[str, str] = {}
+        self._reason_cache: dict[str, str] = {}
+        self._raw_inserts: dict[tuple[str, tuple[str, ...]],
+                                tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]] | None]] = {}
         # Without upgrade the caller only means to use an existing database: never create.
         self._engine: Engine = make_engine(url, create=upgrade)
         self._postgres = self._engine.dialect.name == "postgresql"
@@ -241,6 +263,49 @@ class Store:
             out.append(redacted)
         return out
 
+    def _header_fields(self, headers: Headers) -> tuple[str, str | None, str | None, str | None]:
+        """(stored headers JSON, host, user-agent, content-type) of a message's header list.
+
+        A session repeats its header list verbatim (same cookie, same token, same agent):
+        whole lists are remembered too, so a repeat skips redaction and JSON encoding.
+        """
+        cache = self._header_list_cache
+        hashable = type(headers) is tuple
+        found = cache.get(headers) if hashable else None
+        if found is not None:
+            return found
+        redacted = self._headers(headers)
+        found = (_headers_json(redacted),
+                 safe_optional(_first_header(redacted, "host")),
+                 safe_optional(_first_header(redacted, "user-agent")),
+                 safe_optional(_first_header(redacted, "content-type")))
+        if hashable and len(found[0]) <= _HEADER_LIST_CACHE_MAX_JSON:
+            if len(cache) >= _HEADER_LIST_CACHE_ENTRIES:
+                cache.clear()
+            cache[headers] = found
+        return found
+
+    def _uri(self, target: str) -> str:
+        """A request target as stored: redacted unless store_raw, storable (cached)."""
+        cache = self._uri_cache
+        found = cache.get(target)
+        if found is None:
+            found = safe_text(target if self._store_raw else redact_uri(target, self._key))
+            if len(target) <= _URI_CACHE_MAX:
+                if len(cache) >= _URI_CACHE_ENTRIES:
+                    cache.clear()
+                cache[target] = found
+        return found
+
+    def _reason(self, reason: str) -> str:
+        """A response reason phrase as stored ("OK", "Not Found" ...: a handful, cached)."""
+        found = self._reason_cache.get(reason)
+        if found is None:
+            found = self._text(reason)
+            if len(reason) <= 64 and len(self._reason_cache) < 256:
+                self._reason_cache[reason] = found
+        return found
+
     def _redacted_body(self, head: bytes, truncated: bool) -> bytes:
         """redact_body(head), through the per-Store cache of redacted bodies."""
         if len(head) < _BODY_CACHE_MIN:
@@ -249,7 +314,7 @@ class Store:
         redacted = self._body_cache.get(cache_key)
         if redacted is None:
             redacted = redact_body(head, self._key, truncated=truncated)
-            size = len(head) + len(redacted)
+            size = len(head) + len(redacted) + _BODY_CACHE_OVERHEAD
             if self._body_cache_bytes + size > _BODY_CACHE_BYTES:
                 self._body_cache.clear()
                 self._body_cache_bytes = 0
@@ -515,10 +580,8 @@ class Store:
             if implied:
                 conn.execute(self._insert(Connection).on_conflict_do_nothing(), implied)
             if transaction_rows:
-                stmt = self._insert(Transaction).on_conflict_do_nothing(
-                    index_elements=[Transaction.conn_id, Transaction.trans_depth]
-                )
-                conn.execute(stmt, transaction_rows)
+                self._insert_many(conn, "transactions", self._transaction_insert,
+                                  transaction_rows)
             if closed_rows:
                 stmt = self._insert(Connection)
                 stmt = stmt.on_conflict_do_update(
@@ -542,6 +605,30 @@ class Store:
                 self._write_anomalies(conn, run_id, source_sha256, anomaly_rows)
 
         self._write(operation)
+
+    def _transaction_insert(self) -> Insert:
+        return self._insert(Transaction).on_conflict_do_nothing(
+            index_elements=[Transaction.conn_id, Transaction.trans_depth]
+        )
+
+    def _insert_many(self, conn: DbConnection, name: str, build: Callable[[], Insert],
+                     rows: list[dict[str, Any]]) -> None:
+        """executemany of one INSERT over rows that all have the same keys, on the driver.
+
+        The hottest insert (one row per transaction) skips SQLAlchemy's per-row parameter
+        processing: the statement is compiled once per Store and the rows go to the DB-API
+        cursor as they are (plain str, int, float, bool, bytes and None, which both sqlite3
+        and psycopg adapt themselves).  Positional drivers get tuples in the compiled order.
+        """
+        keys = tuple(rows[0])
+        entry = self._raw_inserts.get((name, keys))
+        if entry is None:
+            compiled = build().compile(dialect=conn.dialect, column_keys=list(keys))
+            order = compiled.positiontup if compiled.positional else None
+            entry = (compiled.string, itemgetter(*order) if order else None)
+            self._raw_inserts[(name, keys)] = entry
+        sql, getter = entry
+        conn.exec_driver_sql(sql, [getter(row) for row in rows] if getter else rows)
 
     def _write_anomalies(
         self, conn: DbConnection, run_id: int, source_sha256: str, rows: list[dict[str, Any]]
@@ -665,71 +752,53 @@ class Store:
         request, response = txn.request, txn.response
         if request is not None:
             ts = request.ts_start
+            ts_end = request.ts_end if response is None else max(request.ts_end,
+                                                                   response.ts_end)
         elif response is not None:
-            ts = response.ts_start
+            ts, ts_end = response.ts_start, response.ts_end
         else:
             raise StoreError(f"transaction {txn.conn_id}#{txn.trans_depth} has no message")
-        ends = [message.ts_end for message in (request, response) if message is not None]
+        anomalies = txn.anomalies
         row: dict[str, Any] = {
             "conn_id": safe_text(txn.conn_id),
             "trans_depth": txn.trans_depth,
             "run_id": run_id,
             "ts": ts,
-            "ts_end": max(ends),
-            "anomalies": json.dumps(list(txn.anomalies), ensure_ascii=True),
+            "ts_end": ts_end,
+            "anomalies": json.dumps(list(anomalies), ensure_ascii=True) if anomalies else "[]",
             "partial": txn.partial,
-            "method": None,
-            "host": None,
-            "uri": None,
-            "version": None,
-            "user_agent": None,
-            "request_content_type": None,
-            "request_headers": None,
-            "request_body_len": None,
-            "request_body_complete": None,
-            "request_body_sha256": None,
-            "request_body_head": None,
-            "status": None,
-            "reason": None,
-            "resp_version": None,
-            "info_code": None,
-            "response_content_type": None,
-            "response_headers": None,
-            "response_body_len": None,
-            "response_body_complete": None,
-            "response_body_sha256": None,
-            "response_body_head": None,
         }
         if request is not None:
-            headers = self._headers(request.headers)
-            target = request.target if self._store_raw else redact_uri(request.target, self._key)
-            row.update(
-                method=safe_text(request.method),
-                uri=safe_text(target),
-                version=safe_text(request.version),
-                host=safe_optional(_first_header(headers, "host")),
-                user_agent=safe_optional(_first_header(headers, "user-agent")),
-                request_content_type=safe_optional(_first_header(headers, "content-type")),
-                request_headers=_headers_json(headers),
-                request_body_len=request.body.extent,
-                request_body_complete=request.body.complete,
-                request_body_sha256=safe_optional(request.body.sha256),
-                request_body_head=self._body_head(request.body),
-            )
+            headers_json, host, user_agent, content_type = self._header_fields(request.headers)
+            body = request.body
+            row["method"] = safe_text(request.method)
+            row["host"] = host
+            row["uri"] = self._uri(request.target)
+            row["version"] = safe_text(request.version)
+            row["user_agent"] = user_agent
+            row["request_content_type"] = content_type
+            row["request_headers"] = headers_json
+            row["request_body_len"] = body.extent
+            row["request_body_complete"] = body.complete
+            row["request_body_sha256"] = safe_optional(body.sha256)
+            row["request_body_head"] = self._body_head(body)
+        else:
+            row.update(_NO_REQUEST)
         if response is not None:
-            headers = self._headers(response.headers)
-            row.update(
-                status=response.status,
-                reason=self._text(response.reason),
-                resp_version=safe_text(response.version),
-                info_code=response.info_code,
-                response_content_type=safe_optional(_first_header(headers, "content-type")),
-                response_headers=_headers_json(headers),
-                response_body_len=response.body.extent,
-                response_body_complete=response.body.complete,
-                response_body_sha256=safe_optional(response.body.sha256),
-                response_body_head=self._body_head(response.body),
-            )
+            headers_json, _, _, content_type = self._header_fields(response.headers)
+            body = response.body
+            row["status"] = response.status
+            row["reason"] = self._reason(response.reason)
+            row["resp_version"] = safe_text(response.version)
+            row["info_code"] = response.info_code
+            row["response_content_type"] = content_type
+            row["response_headers"] = headers_json
+            row["response_body_len"] = body.extent
+            row["response_body_complete"] = body.complete
+            row["response_body_sha256"] = safe_optional(body.sha256)
+            row["response_body_head"] = self._body_head(body)
+        else:
+            row.update(_NO_RESPONSE)
         return row
 
     def _anomaly_row(self, run_id: int, anomaly: Anomaly) -> dict[str, Any]:
