@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pg_databases import postgres_database
 
 from mirrorscope.cli import main
 from mirrorscope.model import (
@@ -54,25 +54,6 @@ REPORT_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "main
 # ------------------------------------------------------------------------ fixtures
 
 
-def _postgres_database(admin_url: str) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = make_url(admin_url)
-    if admin.drivername == "postgresql":
-        admin = admin.set(drivername="postgresql+psycopg")
-    name = f"ms_report_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield admin.set(database=name).render_as_string(hide_password=False)
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated database on each available backend."""
@@ -84,7 +65,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     admin_url = os.environ.get("MIRRORSCOPE_TEST_PG_URL")
     if not admin_url:
         pytest.skip("MIRRORSCOPE_TEST_PG_URL is not set")
-    for url in _postgres_database(admin_url):
+    for url in postgres_database(admin_url, "ms_report"):
         Store(url).close()
         yield url
 

@@ -4,35 +4,16 @@ MIRRORSCOPE_TEST_PG_URL names a PostgreSQL server, on PostgreSQL too."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from pg_databases import postgres_database
 from store_builders import HMAC_KEY
 
 from mirrorscope.store import Store
 
 PG_ENV = "MIRRORSCOPE_TEST_PG_URL"
-
-
-def _postgres_database(admin_url: str) -> Iterator[str]:
-    """Create a throwaway database on the server, yield its URL, drop it."""
-    admin = make_url(admin_url)
-    if admin.drivername == "postgresql":
-        admin = admin.set(drivername="postgresql+psycopg")
-    name = f"ms_test_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield admin.set(database=name).render_as_string(hide_password=False)
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -44,7 +25,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     admin_url = os.environ.get(PG_ENV)
     if not admin_url:
         pytest.skip(f"{PG_ENV} is not set")
-    yield from _postgres_database(admin_url)
+    yield from postgres_database(admin_url)
 
 
 @pytest.fixture
