@@ -94,6 +94,7 @@ class DecodeStats:
     checksum_bad_dropped: int = 0  # segments dropped for a bad TCP checksum (insertion)
     checksum_bad_kept: int = 0  # bad checksums kept (checksum=auto): offload or suspect
     checksum_offload_sources: int = 0  # sending addresses judged offloaded
+    checksum_unverified: int = 0  # segments of settled offloaded senders (not checked)
 
 
 class DecodeError(ValueError):
@@ -182,7 +183,9 @@ class Decoder:
                         note = None
                         policy = self._checksums
                         if policy is not None:
-                            if tcp_checksum_ok(addrs, data[34:ip_end]):
+                            if policy.settled.get(data[26:30]) is True:
+                                self._stats.checksum_unverified += 1  # settled: offloaded
+                            elif tcp_checksum_ok(addrs, data[34:ip_end]):
                                 policy.good(data[26:30])
                             else:
                                 note = self._bad_checksum(addrs, frame.ts)
@@ -693,7 +696,9 @@ class Decoder:
         note = None
         policy = self._checksums
         if policy is not None and verify and not missing and cap_end >= ip_end:
-            if tcp_checksum_ok(addrs, data[l4:ip_end]):
+            if policy.unverified(addrs[: len(addrs) // 2]):
+                self._stats.checksum_unverified += 1
+            elif tcp_checksum_ok(addrs, data[l4:ip_end]):
                 policy.good(addrs[: len(addrs) // 2])
             else:
                 note = self._bad_checksum(addrs, ts)

@@ -157,6 +157,7 @@ class ShardAnalyzer(Analyzer):
         policy = self.decoder.checksum_policy
         auto = policy is not None and policy.mode == "auto"
         strict = policy is not None and policy.mode == "strict"
+        settled = policy.settled if policy is not None else {}
         fast_feed = self.decoder.feed
         slow_feed = self.slow.feed
         unpack = _FAST.unpack_from
@@ -192,10 +193,13 @@ class ShardAnalyzer(Analyzer):
                         items = _NOT_MINE
                         kept = True
                         if auto:
-                            if tcp_checksum_ok(data[26:34], data[34:ip_end]):
-                                policy.good(data[26:30])
+                            source = data[26:30]
+                            if source in settled:
+                                pass  # the verdict is fixed: the frame cannot change it
+                            elif tcp_checksum_ok(data[26:34], data[34:ip_end]):
+                                policy.good(source)
                             else:
-                                policy.judge_bad(data[26:30])
+                                policy.judge_bad(source)
                         elif strict:
                             kept = tcp_checksum_ok(data[26:34], data[34:ip_end])
                         if kept and ts > self.tcp_clock:

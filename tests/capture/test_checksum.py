@@ -11,7 +11,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from mirrorscope.capture.checksum import ChecksumPolicy, tcp_checksum_ok
+from mirrorscope.capture.checksum import SETTLE_AFTER, ChecksumPolicy, tcp_checksum_ok
 from mirrorscope.capture.decode import DecodeError, Decoder
 from mirrorscope.model import Anomaly, RawFrame, Segment
 
@@ -102,6 +102,46 @@ def test_policy_ratio_is_per_sender() -> None:
     assert policy.judge_bad(b"\x0a\x00\x00\x02") == "offload"  # never seen good
     assert policy.offloaded == [b"\x0a\x00\x00\x02"]
     assert ChecksumPolicy("strict").judge_bad(b"\x0a\x00\x00\x02") == "drop"
+
+
+def test_an_offloaded_senders_verdict_settles_and_its_checksums_are_no_longer_checked(
+) -> None:
+    dec = Decoder()
+    for i in range(SETTLE_AFTER):
+        dec.feed(_frame(_segment("10.0.0.1", b"x" * 4, seq=4 * i, bad=True)))
+    assert dec.stats.checksum_unverified == 0
+    # Settled: even right checksums from it now go unchecked, and the data is kept.
+    for i in range(10):
+        [seg] = dec.feed(_frame(_segment("10.0.0.1", b"z" * 4, seq=900 + 4 * i, bad=i % 2 == 0)))
+        assert isinstance(seg, Segment)
+    assert dec.stats.checksum_unverified == 10
+    assert dec.stats.checksum_bad_kept == SETTLE_AFTER
+    assert dec.checksum_policy is not None and dec.checksum_policy.unverified(b"\x0a\0\0\x01")
+
+
+def test_a_clean_senders_verdict_settles_so_a_flood_of_bad_checksums_stays_suspect() -> None:
+    # Without settling, 8 bad segments per good one would tip a spoofed clean host into
+    # "offloaded" and silence the alarm: after its first SETTLE_AFTER segments it cannot.
+    dec = Decoder()
+    for i in range(SETTLE_AFTER):
+        dec.feed(_frame(_segment("10.0.0.2", b"y", seq=i)))
+    flagged = 0
+    for i in range(20 * SETTLE_AFTER):
+        events = list(dec.feed(_frame(_segment("10.0.0.2", b"E", seq=10_000 + i, bad=True))))
+        flagged += [e.kind for e in events if isinstance(e, Anomaly)] == ["tcp.bad_checksum"]
+    assert flagged == 20 * SETTLE_AFTER
+    assert dec.offload_report() == [] and dec.stats.checksum_unverified == 0
+
+
+def test_before_settling_the_ratio_still_decides() -> None:
+    policy = ChecksumPolicy()
+    source = b"\x0a\x00\x00\x03"
+    policy.good(source)
+    assert policy.judge_bad(source) == "suspect"  # 1 bad vs 1 good
+    for _ in range(6):
+        policy.judge_bad(source)
+    assert policy.judge_bad(source) == "offload"  # 8 bad vs 1 good
+    assert source not in policy.settled
 
 
 def test_unknown_mode_is_refused() -> None:
