@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from store_builders import request, response, transaction
 
 from mirrorscope.model import HttpBody
-from mirrorscope.store import Store, repository
+from mirrorscope.store import Store, rows
 from mirrorscope.store.redact import (
     _json_string_end,
     _redact_bytes,
@@ -86,20 +86,20 @@ def test_redact_headers_is_redact_header_value_per_header() -> None:
 def test_store_caches_give_the_uncached_results_and_stay_bounded(
     tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(repository, "_HEADER_CACHE_ENTRIES", 3)
-    monkeypatch.setattr(repository, "_BODY_CACHE_BYTES", 5000)
+    monkeypatch.setattr(rows, "_HEADER_CACHE_ENTRIES", 3)
+    monkeypatch.setattr(rows, "_BODY_CACHE_BYTES", 5000)
     store = Store(f"sqlite:///{tmp_path / 'c.db'}", hmac_key=KEY)
     try:
         body = b'{"password": "hunter2", "pad": "' + b"x" * 1200 + b'"}'
         for round_ in range(2):  # the second round is served from the caches
             for n in range(5):
                 headers = (("Cookie", f"session=s{n}"), ("Host", "h"))
-                assert store._headers(headers) == redact_headers(headers, KEY)
-                assert len(store._header_cache) <= 3
+                assert store._rows._headers(headers) == redact_headers(headers, KEY)
+                assert len(store._rows._header_cache) <= 3
                 head = body + bytes([n])
-                got = store._body_head(HttpBody(len(head), len(head), head))
+                got = store._rows._body_head(HttpBody(len(head), len(head), head))
                 assert got == redact_body(head, KEY), round_
-                assert store._body_cache_bytes <= 5000
+                assert store._rows._body_cache_bytes <= 5000
     finally:
         store.close()
 
@@ -112,8 +112,8 @@ def test_cached_rows_equal_fresh_rows(tmp_path: Path) -> None:
     )  # fmt: skip
     store = Store(f"sqlite:///{tmp_path / 'r.db'}", hmac_key=KEY)
     try:
-        first = store._transaction_row(1, txn)
-        again = store._transaction_row(1, txn)
+        first = store._rows.transaction_row(1, txn)
+        again = store._rows.transaction_row(1, txn)
     finally:
         store.close()
     assert first == again

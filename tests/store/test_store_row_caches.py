@@ -8,7 +8,8 @@ from pathlib import Path
 
 from store_builders import request, response, transaction
 
-from mirrorscope.store import Store, repository
+from mirrorscope.store import Store
+from mirrorscope.store import rows as row_module
 from mirrorscope.store.redact import redact_body, redact_headers, redact_uri
 
 KEY = b"k" * 32
@@ -34,16 +35,16 @@ def _transactions() -> list:
 
 
 def test_rows_equal_those_of_a_fresh_store(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(repository, "_HEADER_LIST_CACHE_ENTRIES", 2)
-    monkeypatch.setattr(repository, "_URI_CACHE_ENTRIES", 2)
+    monkeypatch.setattr(row_module, "_HEADER_LIST_CACHE_ENTRIES", 2)
+    monkeypatch.setattr(row_module, "_URI_CACHE_ENTRIES", 2)
     txns = _transactions()
     with Store(f"sqlite:///{tmp_path / 'a.db'}", hmac_key=KEY) as warm:
-        rows = [warm._transaction_row(1, t) for t in txns + txns]
-        assert len(warm._header_list_cache) <= 2
-        assert len(warm._uri_cache) <= 2
+        rows = [warm._rows.transaction_row(1, t) for t in txns + txns]
+        assert len(warm._rows._header_list_cache) <= 2
+        assert len(warm._rows._uri_cache) <= 2
     for txn, row in zip(txns + txns, rows, strict=True):
         with Store(f"sqlite:///{tmp_path / 'b.db'}", hmac_key=KEY) as cold:
-            assert cold._transaction_row(1, txn) == row
+            assert cold._rows.transaction_row(1, txn) == row
     first = rows[0]
     assert first["request_headers"] == json.dumps(
         [list(p) for p in redact_headers(txns[0].request.headers, KEY)], ensure_ascii=True)
