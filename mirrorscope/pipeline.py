@@ -542,7 +542,9 @@ def _replay_one(
             # Forked before the writer thread starts; stopped (if still running) on exit.
             parse = cleanup.enter_context(ShardedParse(
                 path, options.workers, until="http" if options.until == "store" else
-                options.until, body_keep=options.body_keep, checksum=options.checksum))
+                options.until, body_keep=options.body_keep, checksum=options.checksum,
+                rows=(store.row_builder(), run_id) if store is not None and run_id is not None
+                else None))
         # A bounded queue to a writer thread: locked or unreachable databases are retried
         # with backoff while parsing goes on; what cannot be written is counted, never raised.
         writer = BatchWriter(store, run_id, WRITER_QUEUE_BATCHES) if store is not None else None

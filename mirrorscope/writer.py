@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from mirrorscope.store.rows import PreparedRows
+
 log = logging.getLogger("mirrorscope.writer")
 
 _STOP = object()
@@ -56,6 +58,11 @@ def is_transient(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _records(items: list[Any]) -> int:
+    """Pipeline records in a batch: rows prepared ahead by replay workers are not records."""
+    return len(items) - sum(type(item) is PreparedRows for item in items)
 
 
 class BatchWriter:
@@ -101,7 +108,7 @@ class BatchWriter:
         except queue.Full:
             with self._lock:
                 self._counters.dropped_batches += 1
-                self._counters.dropped_items += len(items)
+                self._counters.dropped_items += _records(items)
             return False
         return True
 
@@ -148,9 +155,9 @@ class BatchWriter:
                           len(items), type(exc).__name__)
                 with self._lock:
                     self._counters.failed_batches += 1
-                    self._counters.failed_items += len(items)
+                    self._counters.failed_items += _records(items)
                 return
             with self._lock:
                 self._counters.written_batches += 1
-                self._counters.written_items += len(items)
+                self._counters.written_items += _records(items)
             return
