@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,52 @@ def _record_offset(data: bytes, near: int) -> int:
         caplen = int.from_bytes(data[offset + 8:offset + 12], order)
         offset += 16 + caplen
     return offset
+
+
+def test_workers_prepare_every_stored_row_and_yield_the_cpu(tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """Rows come built from the workers (none left to the merge process), and the workers
+    run at WORKER_NICE below it, so the merge process keeps its core."""
+    from mirrorscope import replay_workers
+    from mirrorscope.pipeline import ReplayOptions, replay
+    from mirrorscope.store import Store
+    from mirrorscope.store.rows import PreparedRows
+
+    seen = {"transactions": 0, "prepared": 0, "missing": 0}
+    niceness: list[int] = []
+    write_batch = Store.write_batch
+
+    def counting(self: Store, run_id: int, items: list[Any]) -> None:
+        for item in items:
+            if type(item) is PreparedRows:
+                seen["prepared"] += sum(row is not None for row in item.rows)
+                seen["missing"] += sum(row is None for row in item.rows)
+            elif type(item).__name__ == "HttpTransaction":
+                seen["transactions"] += 1
+        write_batch(self, run_id, items)
+
+    enter = replay_workers.ShardedParse.__enter__
+
+    def entering(self: replay_workers.ShardedParse) -> replay_workers.ShardedParse:
+        parse = enter(self)
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        for proc in self._procs:  # the worker renices itself first thing: wait for it
+            deadline = time.monotonic() + 10
+            while True:
+                value = os.getpriority(os.PRIO_PROCESS, proc.pid)
+                if value != mine or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            niceness.append(value - mine)
+        return parse
+
+    monkeypatch.setattr(Store, "write_batch", counting)
+    monkeypatch.setattr(replay_workers.ShardedParse, "__enter__", entering)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    stats = replay([REPO / "pcaps/demo.pcap"],
+                   ReplayOptions(db_url=url, hmac_key=b"k" * 32, workers=2))
+    assert not stats.errors
+    assert seen["transactions"] == stats.transactions > 0
+    assert seen["prepared"] == seen["transactions"] and seen["missing"] == 0
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + replay_workers.WORKER_NICE)
+    assert niceness == [expected - os.getpriority(os.PRIO_PROCESS, 0)] * 2
