@@ -645,6 +645,16 @@ _CLEAN_REQUEST_LINE = re.compile(
 _CLEAN_STATUS_LINE = re.compile(r"(HTTP/(\d)\.(\d)) (\d{3})(?:[ \t](.*))?", re.ASCII | re.DOTALL)
 
 
+# Header lines repeat verbatim across a capture (Host, User-Agent, Content-Type, a session's
+# cookie): a line seen recently maps to the same (name, value) tuple and lowercase name.
+# Besides skipping the split, sharing the tuple lets pickle's memo send a repeated field
+# once per message between replay processes, and downstream caches keyed by the pair hit
+# on already-hashed strings.  Bounded (dropped whole when full); a pure function of the line.
+_FIELD_CACHE_ENTRIES = 8192
+_FIELD_CACHE_MAX_LINE = 256
+_FIELD_CACHE: dict[str, tuple[tuple[str, str], str]] = {}
+
+
 def parse_clean_head(head: bytes, is_request: bool, limits: Limits) -> MessageHead | None:
     """parse_head's result for a plain CRLF-only head (without its final CRLF CRLF), or None.
 
@@ -677,13 +687,21 @@ def parse_clean_head(head: bytes, is_request: bool, limits: Limits) -> MessageHe
                           version_tuple=(int(m[2]), int(m[3])))  # fmt: skip
     fields: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
+    cache = _FIELD_CACHE
     for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon:
-            return None  # a line without a colon: the careful path flags it
-        value = value.strip(" \t")
-        fields.append((name, value))
-        key = name.lower()
+        found = cache.get(line)
+        if found is None:
+            name, colon, value = line.partition(":")
+            if not colon:
+                return None  # a line without a colon: the careful path flags it
+            found = ((name, value.strip(" \t")), name.lower())
+            if len(line) <= _FIELD_CACHE_MAX_LINE:
+                if len(cache) >= _FIELD_CACHE_ENTRIES:
+                    cache.clear()
+                cache[line] = found
+        pair, key = found
+        fields.append(pair)
+        value = pair[1]
         entry = index.get(key)
         if entry is None:
             index[key] = [value]

@@ -150,3 +150,32 @@ def test_parser_gives_the_same_head_whole_or_byte_by_byte() -> None:
         parser.feed(data[index : index + 1])  # never a whole head: the careful path
     assert whole.heads == split.heads
     assert whole.heads[0].headers == [("Host", "h"), ("Accept", "*/*")]
+
+
+def test_repeated_header_lines_share_one_field_and_the_cache_stays_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mirrorscope.reassembly import http_parse
+
+    monkeypatch.setattr(http_parse, "_FIELD_CACHE", {})
+    monkeypatch.setattr(http_parse, "_FIELD_CACHE_ENTRIES", 4)
+    heads = [b"GET /a HTTP/1.1\r\nHost: a.example\r\nUser-Agent: ua/1\r\nX-N: %d" % n
+             for n in range(10)]
+    first = parse_clean_head(heads[0], True, LIMITS)
+    again = parse_clean_head(heads[0], True, LIMITS)
+    assert first is not None and again is not None
+    # The same (name, value) objects: pickle's memo sends them once per message.
+    assert all(a is b for a, b in zip(first.headers, again.headers, strict=True))
+    for head in heads:
+        warm = parse_clean_head(head, True, LIMITS)
+        http_parse._FIELD_CACHE.clear()
+        cold = parse_clean_head(head, True, LIMITS)
+        assert warm is not None and cold is not None
+        reference = careful(head, True)[0]
+        assert reference is not None
+        assert (warm.headers, warm.index) == (cold.headers, cold.index) == (
+            reference.headers, http_parse._field_index(reference.headers))
+        assert len(http_parse._FIELD_CACHE) <= 4
+    long_line = b"GET / HTTP/1.1\r\nX-Long: " + b"v" * 300
+    http_parse._FIELD_CACHE.clear()
+    assert parse_clean_head(long_line, True, LIMITS) is not None
+    assert http_parse._FIELD_CACHE == {}  # lines over _FIELD_CACHE_MAX_LINE are not kept
