@@ -6,6 +6,13 @@ streams back into single-process order and runs analysis and the store exactly a
 one-process replay does (same records, same order, same store batches), so the
 transactions and findings are identical.
 
+Division of work: this process (analysis and the database writes for every shard) is the
+critical path, so the workers take what is per-transaction and order-free off it: they
+build their transactions' stored rows (redaction, JSON encoding; store.rows.PreparedRows
+rides behind the transactions it belongs to), and they run at WORKER_NICE so the
+scheduler never hands them this process's core.  Inventory and detection stay here: their
+state (templates, windows, baselines) depends on the order of every shard's transactions.
+
 Robustness: workers are forked before the writer thread starts, die with this process
 (PR_SET_PDEATHSIG), ignore SIGINT (Ctrl-C reaches the whole process group; this process
 stops them), and a worker that dies or fails ends the file with a one-line error naming
