@@ -37,6 +37,11 @@ _HEADER_LIST_CACHE_ENTRIES = 1024
 _HEADER_LIST_CACHE_MAX_JSON = 4096  # characters of the stored JSON; bigger lists not kept
 _URI_CACHE_ENTRIES = 4096
 _URI_CACHE_MAX = 512  # characters
+# The message columns of each side, in row order (content type, headers, body).
+_REQUEST_COLUMNS = ("request_content_type", "request_headers", "request_body_len",
+                    "request_body_complete", "request_body_sha256", "request_body_head")
+_RESPONSE_COLUMNS = ("response_content_type", "response_headers", "response_body_len",
+                     "response_body_complete", "response_body_sha256", "response_body_head")
 # The columns of a transaction without a request / without a response.
 _NO_REQUEST: dict[str, Any] = dict.fromkeys((
     "method", "host", "uri", "version", "user_agent", "request_content_type",
@@ -195,12 +200,7 @@ class RowBuilder:
             row["uri"] = self._uri(request.target)
             row["version"] = safe_text(request.version)
             row["user_agent"] = user_agent
-            row["request_content_type"] = content_type
-            row["request_headers"] = headers_json
-            row["request_body_len"] = body.extent
-            row["request_body_complete"] = body.complete
-            row["request_body_sha256"] = safe_optional(body.sha256)
-            row["request_body_head"] = self._body_head(body)
+            self._message_columns(row, _REQUEST_COLUMNS, content_type, headers_json, body)
         else:
             row.update(_NO_REQUEST)
         if response is not None:
@@ -210,15 +210,21 @@ class RowBuilder:
             row["reason"] = self._reason(response.reason)
             row["resp_version"] = safe_text(response.version)
             row["info_code"] = response.info_code
-            row["response_content_type"] = content_type
-            row["response_headers"] = headers_json
-            row["response_body_len"] = body.extent
-            row["response_body_complete"] = body.complete
-            row["response_body_sha256"] = safe_optional(body.sha256)
-            row["response_body_head"] = self._body_head(body)
+            self._message_columns(row, _RESPONSE_COLUMNS, content_type, headers_json, body)
         else:
             row.update(_NO_RESPONSE)
         return row
+
+    def _message_columns(self, row: dict[str, Any], names: tuple[str, ...],
+                         content_type: str | None, headers_json: str, body: HttpBody) -> None:
+        """The columns a request and a response both have, under ``names``."""
+        ctype, headers, length, complete, sha256, head = names
+        row[ctype] = content_type
+        row[headers] = headers_json
+        row[length] = body.extent
+        row[complete] = body.complete
+        row[sha256] = safe_optional(body.sha256)
+        row[head] = self._body_head(body)
 
 
 @dataclass(slots=True)
