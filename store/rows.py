@@ -173,6 +173,7 @@ class RowBuilder:
         return head[: self._max_body_head] or None
 
     def transaction_row(self, run_id: int, txn: HttpTransaction) -> dict[str, Any]:
+        """The transactions-table row of ``txn`` (StoreError when it has no message)."""
         request, response = txn.request, txn.response
         if request is not None:
             ts = request.ts_start
