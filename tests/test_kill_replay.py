@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_databases import postgres_database
 from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -321,21 +322,7 @@ def _pg_database() -> Iterator[str]:
     admin_url = os.environ.get("MIRRORSCOPE_TEST_PG_URL")
     if not admin_url:
         pytest.skip("MIRRORSCOPE_TEST_PG_URL is not set")
-    import uuid
-
-    from sqlalchemy.engine import make_url
-
-    admin = make_url(admin_url).set(drivername="postgresql+psycopg")
-    name = f"ms_kill_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield admin.set(database=name).render_as_string(hide_password=False)
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    yield from postgres_database(admin_url, prefix="ms_kill")
 
 
 @pytest.fixture
