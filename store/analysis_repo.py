@@ -12,12 +12,10 @@ import json
 import math
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Insert, case, delete, func, or_, select, update
 from sqlalchemy.engine import Connection as DbConnection
-from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.model import EndpointSummary, Finding
 from mirrorscope.store import lifecycle_repo
@@ -25,6 +23,7 @@ from mirrorscope.store.db import StoreError, make_engine
 from mirrorscope.store.dbops import (
     describe,
     dialect_insert,
+    read_errors,
     require_schema_at_head,
     run_write,
 )
@@ -178,7 +177,7 @@ class AnalysisStore:
         )
         if run_id is not None:
             stmt = stmt.where(EndpointObservation.run_id == run_id)
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
         out = []
         for row in rows:
@@ -378,7 +377,7 @@ class AnalysisStore:
             stmt = stmt.where(FindingRow.id.in_(wanted))
         if limit is not None:
             stmt = stmt.limit(limit)
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [_finding_dict(row) for row in rows]
 
@@ -403,7 +402,7 @@ class AnalysisStore:
     def finding_history(self, finding_id: int) -> list[dict[str, Any]]:
         """A finding's status changes, oldest first: id, finding_id, ts, actor, old_status,
         new_status, reason.  StoreError for an unknown finding."""
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             return lifecycle_repo.history(conn, finding_id)
 
     # -------------------------------------------------------------------- models
@@ -451,7 +450,7 @@ class AnalysisStore:
         )
         if kind is not None:
             stmt = stmt.where(DetectorModel.kind == safe_text(kind))
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             row = conn.execute(stmt).one_or_none()
         if row is None:
             return None
@@ -714,15 +713,6 @@ def _lock_run(conn: DbConnection, run_id: int, postgres: bool) -> None:
         stmt = stmt.with_for_update(key_share=True)
     if conn.execute(stmt).one_or_none() is None:
         raise StoreError(f"no capture run with id {run_id}")
-
-
-@contextmanager
-def _read_errors() -> Iterator[None]:
-    """Database failures while reading surface as StoreError."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise StoreError(f"database read failed: {_describe(exc)}") from exc
 
 
 _describe = describe

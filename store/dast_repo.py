@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.store import migrate
 from mirrorscope.store.db import StoreError, make_engine
-from mirrorscope.store.dbops import describe, run_write, schema_error
+from mirrorscope.store.dbops import describe, read_errors, run_write, schema_error
 from mirrorscope.store.models import FindingRow, Transaction
 
 _IN_CHUNK = 500
@@ -69,11 +69,8 @@ class DastStore:
             stmt = stmt.where(Transaction.host == host)
         if limit is not None:
             stmt = stmt.limit(limit)
-        try:
-            with self._engine.connect() as conn:
-                rows = conn.execute(stmt).all()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database read failed: {describe(exc)}") from exc
+        with read_errors(), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
         out = []
         for row in rows:
             record = dict(zip(RECORDED_KEYS, row, strict=True))
@@ -103,9 +100,6 @@ class DastStore:
 
     def verified(self) -> dict[int, bool]:
         """Every finding id with its verified flag."""
-        try:
-            with self._engine.connect() as conn:
-                rows = conn.execute(select(FindingRow.id, FindingRow.verified)).all()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database read failed: {describe(exc)}") from exc
+        with read_errors(), self._engine.connect() as conn:
+            rows = conn.execute(select(FindingRow.id, FindingRow.verified)).all()
         return {int(finding_id): bool(flag) for finding_id, flag in rows}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Insert
@@ -25,6 +26,15 @@ def describe(exc: SQLAlchemyError) -> str:
     original = getattr(exc, "orig", None) or exc
     message = str(original).strip().splitlines()
     return f"{type(original).__name__}: {message[0] if message else ''}"
+
+
+@contextmanager
+def read_errors() -> Iterator[None]:
+    """Database failures while reading surface as StoreError."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database read failed: {describe(exc)}") from exc
 
 
 def run_write(engine: Engine, operation: Callable[[DbConnection], T]) -> T:

@@ -6,15 +6,12 @@ millions of transactions never loads them.  Only plain dicts leave this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import BigInteger, Engine, Integer, case, cast, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.store.db import StoreError, make_engine
-from mirrorscope.store.dbops import describe, require_schema_at_head
+from mirrorscope.store.dbops import read_errors, require_schema_at_head
 from mirrorscope.store.models import CaptureRun, Transaction
 
 RUN_KEYS = ("id", "source", "status", "started_at", "finished_at", "packets", "bytes",
@@ -54,7 +51,7 @@ class ReportRepo:
     def runs(self) -> list[dict[str, Any]]:
         """Every capture run (without its stats document), oldest first."""
         columns = [getattr(CaptureRun, name) for name in RUN_KEYS]
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             rows = conn.execute(select(*columns).order_by(CaptureRun.id)).all()
         return [dict(zip(RUN_KEYS, row, strict=True)) for row in rows]
 
@@ -63,7 +60,7 @@ class ReportRepo:
         stmt = select(func.count(), func.min(Transaction.ts), func.max(Transaction.ts))
         if since is not None:
             stmt = stmt.where(Transaction.ts >= since)
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             count, first, last = conn.execute(stmt).one()
         return {
             "count": int(count or 0),
@@ -103,7 +100,7 @@ class ReportRepo:
         )
         keys = ["bucket", "status_class"] + (["host", "method", "path"] if by_endpoint else [])
         out = []
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             for row in conn.execute(stmt):
                 record = dict(zip(keys, row[:-1], strict=True))
                 if record["bucket"] >= MAX_BUCKETS:
@@ -118,12 +115,3 @@ class ReportRepo:
         """SQL expression: the URI up to (not including) its '?'."""
         position = func.strpos(uri, "?") if self._postgres else func.instr(uri, "?")
         return case((position > 0, func.substr(uri, 1, position - 1)), else_=uri).label("path")
-
-
-@contextmanager
-def _read_errors() -> Iterator[None]:
-    """Database failures while reading surface as StoreError."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise StoreError(f"database read failed: {describe(exc)}") from exc

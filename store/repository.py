@@ -11,7 +11,6 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -31,6 +30,7 @@ from mirrorscope.store.db import StoreError, make_engine
 from mirrorscope.store.dbops import (
     describe,
     dialect_insert,
+    read_errors,
     run_write,
     schema_error,
 )
@@ -209,7 +209,7 @@ class Store:
             .order_by(CaptureRun.id.desc())
             .limit(1)
         )
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             row = conn.execute(stmt).one_or_none()
         return None if row is None else _run_dict(row._mapping)
 
@@ -316,7 +316,7 @@ class Store:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run, oldest first."""
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             rows = conn.execute(select(*_RUN_COLUMNS).order_by(CaptureRun.id)).all()
         return [_run_dict(row._mapping) for row in rows]
 
@@ -687,7 +687,7 @@ class Store:
         return self._iter_rows(stmt, with_bodies)
 
     def _iter_rows(self, stmt: Any, with_bodies: bool) -> Iterator[dict[str, Any]]:
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             result = conn.execution_options(yield_per=500).execute(stmt)
             for row in result:
                 values = tuple(row)
@@ -705,19 +705,10 @@ class Store:
         stmt = select(AnomalyCount.kind, func.sum(AnomalyCount.count)).group_by(AnomalyCount.kind)
         if run_id is not None:
             stmt = stmt.where(AnomalyCount.run_id == run_id)
-        with _read_errors(), self._engine.connect() as conn:
+        with read_errors(), self._engine.connect() as conn:
             return {
                 kind: int(total) for kind, total in conn.execute(stmt.order_by(AnomalyCount.kind))
             }
-
-
-@contextmanager
-def _read_errors() -> Iterator[None]:
-    """Database failures while reading surface as StoreError."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise StoreError(f"database read failed: {_describe(exc)}") from exc
 
 
 def _b64(head: bytes | None) -> str | None:

@@ -15,10 +15,14 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection as DbConnection
-from sqlalchemy.exc import SQLAlchemyError
 
 from mirrorscope.store.db import StoreError, make_engine
-from mirrorscope.store.dbops import describe, dialect_insert, require_schema_at_head, run_write
+from mirrorscope.store.dbops import (
+    dialect_insert,
+    read_errors,
+    require_schema_at_head,
+    run_write,
+)
 from mirrorscope.store.models import ResponseFiring
 from mirrorscope.store.sanitize import safe_text
 
@@ -73,11 +77,8 @@ class ResponseLedger:
         stmt = select(*columns).order_by(ResponseFiring.id)
         if rule is not None:
             stmt = stmt.where(ResponseFiring.rule == safe_text(rule))
-        try:
-            with self._engine.connect() as conn:
-                rows = conn.execute(stmt).all()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database read failed: {describe(exc)}") from exc
+        with read_errors(), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
         out = []
         for row in rows:
             record = dict(zip(FIRING_KEYS, row, strict=True))
