@@ -14,17 +14,17 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Insert, case, delete, func, or_, select, update
+from sqlalchemy import Insert, case, delete, func, or_, select, update
 from sqlalchemy.engine import Connection as DbConnection
 
 from mirrorscope.model import EndpointSummary, Finding
 from mirrorscope.store import lifecycle_repo
-from mirrorscope.store.db import StoreError, make_engine
+from mirrorscope.store.db import StoreError
 from mirrorscope.store.dbops import (
+    ExistingDatabase,
     describe,
     dialect_insert,
     read_errors,
-    require_schema_at_head,
     run_write,
 )
 from mirrorscope.store.models import (
@@ -92,36 +92,15 @@ LIFECYCLE_KEYS = (
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
-class AnalysisStore:
+class AnalysisStore(ExistingDatabase):
     """Repository of analysis results over a database that Store (or `db upgrade`) created."""
 
     def __init__(self, url: str) -> None:
         """Open an existing database; refuse one whose schema is missing, behind or newer."""
-        self._engine: Engine = make_engine(url, create=False)
-        self._postgres = self._engine.dialect.name == "postgresql"
+        super().__init__(url)
         # What the latest upsert_findings changed automatically (regressions, inherited
         # verdicts): dicts with id, old_status, new_status, actor, reason, regression_of.
         self.lifecycle_changes: list[dict[str, Any]] = []
-        try:
-            self._check_schema()
-        except BaseException:
-            self._engine.dispose()
-            raise
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def close(self) -> None:
-        """Release every pooled database connection."""
-        self._engine.dispose()
-
-    def __enter__(self) -> AnalysisStore:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def _check_schema(self) -> None:
-        require_schema_at_head(self._engine)
 
     # ------------------------------------------------------------------ plumbing
 

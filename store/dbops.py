@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import Engine, Insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from mirrorscope.store import migrate
-from mirrorscope.store.db import WRITE_OPTION, StoreError
+from mirrorscope.store.db import WRITE_OPTION, StoreError, make_engine
 
 T = TypeVar("T")
 
@@ -89,3 +89,27 @@ def require_schema_at_head(engine: Engine) -> None:
     if current is None and empty:
         raise StoreError("database has no mirrorscope schema: run `mirrorscope db upgrade`")
     raise schema_error(current, head)
+
+
+class ExistingDatabase:
+    """An engine over a database that exists, with its schema at head (readers' base)."""
+
+    def __init__(self, url: str) -> None:
+        """Open an existing database (never create one); refuse a schema not at head."""
+        self._engine: Engine = make_engine(url, create=False)
+        self._postgres = self._engine.dialect.name == "postgresql"
+        try:
+            require_schema_at_head(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def close(self) -> None:
+        """Release every pooled database connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Integer, case, cast, func, select
+from sqlalchemy import BigInteger, Integer, case, cast, func, select
 
-from mirrorscope.store.db import StoreError, make_engine
-from mirrorscope.store.dbops import read_errors, require_schema_at_head
+from mirrorscope.store.db import StoreError
+from mirrorscope.store.dbops import ExistingDatabase, read_errors
 from mirrorscope.store.models import CaptureRun, Transaction
 
 RUN_KEYS = ("id", "source", "status", "started_at", "finished_at", "packets", "bytes",
@@ -20,31 +20,8 @@ RUN_KEYS = ("id", "source", "status", "started_at", "finished_at", "packets", "b
 MAX_BUCKETS = 10_000
 
 
-class ReportRepo:
+class ReportRepo(ExistingDatabase):
     """Read-only view of an existing mirrorscope database for reports."""
-
-    def __init__(self, url: str) -> None:
-        """Open an existing database (never create one); refuse a schema not at head."""
-        self._engine: Engine = make_engine(url, create=False)
-        self._postgres = self._engine.dialect.name == "postgresql"
-        try:
-            self._check_schema()
-        except BaseException:
-            self._engine.dispose()
-            raise
-
-    def close(self) -> None:
-        """Release every pooled database connection."""
-        self._engine.dispose()
-
-    def __enter__(self) -> ReportRepo:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def _check_schema(self) -> None:
-        require_schema_at_head(self._engine)
 
     # ---------------------------------------------------------------------- reads
 
