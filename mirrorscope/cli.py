@@ -21,6 +21,12 @@ from rich.table import Table
 from rich.text import Text
 
 from mirrorscope import __version__
+from mirrorscope.cli_options import (
+    alert_options,
+    checksum_option,
+    origin_config,
+    origin_options,
+)
 
 DEFAULT_DB = "sqlite:///mirrorscope.db"
 EXIT_BAD_INPUT = 2
@@ -36,51 +42,6 @@ def print_error(message: object) -> None:
     """One line on stderr: wire or file text is never read as markup, newlines are folded."""
     text = " ".join(str(message).split())
     err.print(Text.assemble(("error:", "red"), " ", text), soft_wrap=True, highlight=False)
-
-
-def alert_options(func):
-    """--alerts-jsonl / --webhook / --syslog (replay and capture)."""
-    func = click.option("--syslog", default=None, metavar="HOST:PORT|/dev/log",
-                        help="Send each finding as an RFC 5424 line (UDP or a unix socket).")(func)
-    func = click.option("--webhook", default=None, metavar="URL",
-                        help="POST each finding as JSON (retries, bounded queue).")(func)
-    return click.option("--alerts-jsonl", type=click.Path(dir_okay=False, path_type=str),
-                        default=None, metavar="FILE",
-                        help="Append each finding as one JSON line (file created 0600).")(func)
-
-
-def origin_options(func):
-    """--trusted-proxy / --internal-cidr / --partner-cidr (replay)."""
-    func = click.option("--partner-cidr", "partner_cidrs", multiple=True, metavar="NAME=CIDR",
-                        help="A partner's network (repeatable): its clients are classed "
-                             "'partner'.")(func)
-    func = click.option("--internal-cidr", "internal_cidrs", multiple=True, metavar="CIDR",
-                        help="An internal network, in addition to RFC 1918, ULA and loopback "
-                             "(repeatable).")(func)
-    return click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
-                        help="A proxy whose X-Forwarded-For / Forwarded / X-Real-IP headers are "
-                             "believed (repeatable); without one, the TCP peer is the "
-                             "client.")(func)
-
-
-def origin_config(trusted_proxies: tuple[str, ...] = (), internal_cidrs: tuple[str, ...] = (),
-                  partner_cidrs: tuple[str, ...] = ()):
-    """The OriginConfig of the origin options, or a one-line error and exit code 2."""
-    from mirrorscope.analysis.origin import (
-        DEFAULT_INTERNAL_NETWORKS,
-        OriginConfig,
-        OriginError,
-        parse_partner,
-    )
-
-    try:
-        return OriginConfig(
-            trusted_proxies=tuple(trusted_proxies),
-            internal_cidrs=DEFAULT_INTERNAL_NETWORKS + tuple(internal_cidrs),
-            partner_cidrs=tuple(parse_partner(text) for text in partner_cidrs))
-    except OriginError as exc:
-        print_error(exc)
-        sys.exit(EXIT_BAD_INPUT)
 
 
 def _db_option(func):
@@ -127,10 +88,7 @@ def main() -> None:
               default=None, metavar="SECONDS",
               help="Learn the detection baseline from the first SECONDS of each capture "
                    "(packet time), then score the rest (instead of a stored baseline).")
-@click.option("--checksum", type=click.Choice(["auto", "strict", "off"]), default="auto",
-              show_default=True,
-              help="TCP checksums: auto keeps offloaded senders' segments and flags other bad "
-                   "ones; strict drops every bad segment (insertion-proof); off skips the check.")
+@checksum_option
 @click.option("--respond", "rules_path", type=click.Path(dir_okay=False, path_type=str),
               default=None, metavar="RULES.yaml",
               help="Run the automated-response rules on the database after the replay "

@@ -412,7 +412,7 @@ def _seconds(text: str) -> float:
 def baseline_command(pcaps: tuple[str, ...], db_url: str, name: str,
                      trusted_proxies: tuple[str, ...]) -> None:
     """Learn a detection baseline from known-good captures and store the model (JSON)."""
-    from mirrorscope.cli import origin_config
+    from mirrorscope.cli_options import origin_config
     from mirrorscope.pipeline import learn_baseline
 
     _, out = _consoles()

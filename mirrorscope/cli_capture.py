@@ -7,6 +7,13 @@ import sys
 
 import click
 
+from mirrorscope.cli_options import (
+    alert_options,
+    checksum_option,
+    origin_config,
+    origin_options,
+)
+
 DEFAULT_DB = "sqlite:///mirrorscope.db"
 EXIT_BAD_INPUT = 2
 
@@ -47,19 +54,17 @@ EXIT_BAD_INPUT = 2
 @click.option("--refit-every", "refit_seconds", type=click.FloatRange(min=1), default=None,
               metavar="SECONDS",
               help="Refit the baseline every SECONDS on recent traffic that was not flagged.")
-@click.option("--alerts-jsonl", type=click.Path(dir_okay=False, path_type=str), default=None,
-              metavar="FILE", help="Append each finding as one JSON line (file created 0600).")
-@click.option("--webhook", default=None, metavar="URL",
-              help="POST each finding as JSON (retries, bounded queue).")
-@click.option("--syslog", default=None, metavar="HOST:PORT|/dev/log",
-              help="Send each finding as an RFC 5424 line (UDP or a unix socket).")
+@checksum_option
+@alert_options
+@origin_options
 def capture_command(iface: str, bpf_expr: str, bpf_file: str | None, workers: int, db_url: str,
                     duration: float | None, user: str | None, allow_root: bool,
                     metrics_port: int | None, snaplen: int, no_promisc: bool,
                     capture_mode: str, ring_mb: int, health_interval: float,
                     shutdown_timeout: float, store_raw: bool, learn_seconds: float | None,
-                    refit_seconds: float | None, alerts_jsonl: str | None,
-                    webhook: str | None, syslog: str | None) -> None:
+                    refit_seconds: float | None, checksum: str, alerts_jsonl: str | None,
+                    webhook: str | None, syslog: str | None, trusted_proxies: tuple[str, ...],
+                    internal_cidrs: tuple[str, ...], partner_cidrs: tuple[str, ...]) -> None:
     """Capture live traffic from an interface into the database (Linux, AF_PACKET)."""
     from mirrorscope.alerts import AlertError, check_sink_options
     from mirrorscope.capture.live import CaptureConfig
@@ -70,6 +75,7 @@ def capture_command(iface: str, bpf_expr: str, bpf_file: str | None, workers: in
     except AlertError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    origin = origin_config(trusted_proxies, internal_cidrs, partner_cidrs)
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s mirrorscope[%(process)d] %(levelname)s %(message)s")
@@ -82,7 +88,7 @@ def capture_command(iface: str, bpf_expr: str, bpf_file: str | None, workers: in
         metrics_port=metrics_port, health_interval=health_interval,
         shutdown_timeout=shutdown_timeout, store_raw=store_raw, bpf_file=bpf_file,
         alerts=(alerts_jsonl, webhook, syslog), learn_seconds=learn_seconds,
-        refit_seconds=refit_seconds,
+        refit_seconds=refit_seconds, checksum=checksum, origin=origin,
     )
     try:
         code = run_daemon(config)

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirrorscope.capture import bpf
 from mirrorscope.capture.live import CaptureConfig, LiveCaptureError, LiveSource, open_sources
@@ -54,6 +54,9 @@ from mirrorscope.daemon_writer import (
     writer_main,
 )
 from mirrorscope.metrics import Metric, MetricsServer, render
+
+if TYPE_CHECKING:
+    from mirrorscope.analysis.origin import OriginConfig
 
 log = logging.getLogger("mirrorscope.capture")
 
@@ -92,6 +95,8 @@ class DaemonConfig:
     alerts: tuple[str | None, str | None, str | None] = (None, None, None)  # jsonl, webhook, syslog
     learn_seconds: float | None = None  # learn the baseline from the first N s, then score
     refit_seconds: float | None = None  # refit on recent unflagged traffic every N s
+    checksum: str = "auto"  # TCP checksums in the workers: auto | strict | off
+    origin: OriginConfig | None = None  # trusted proxies, internal/partner networks
 
 
 @dataclass(slots=True)
@@ -279,7 +284,8 @@ class _Supervisor:
                             run_id=self.run_id, counters=self.writer_counters,
                             store_raw=self.config.store_raw, alerts=self.config.alerts,
                             learn_seconds=self.config.learn_seconds,
-                            refit_seconds=self.config.refit_seconds)
+                            refit_seconds=self.config.refit_seconds,
+                            origin=self.config.origin)
         self.writer = self.ctx.Process(target=writer_main, name="mirrorscope-writer",
                                        args=(setup, [*self._inherited(), parent_end]))
         self.writer.start()
@@ -297,7 +303,7 @@ class _Supervisor:
         config = self.config
         setup = WorkerSetup(index=slot.index, source=slot.source, channel=mine,
                             counters=self.worker_counters, allow_root=config.allow_root,
-                            body_keep=config.body_keep,
+                            body_keep=config.body_keep, checksum=config.checksum,
                             flush_timeout=max(1.0, config.shutdown_timeout * 0.3),
                             drain_timeout=max(0.5, config.shutdown_timeout * 0.15))
         proc = self.ctx.Process(target=worker_main, name=f"mirrorscope-worker-{slot.index}",

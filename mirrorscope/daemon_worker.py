@@ -49,6 +49,7 @@ class WorkerSetup:
     max_pending: int = 64 << 20
     flush_timeout: float = 5.0
     drain_timeout: float = 2.0
+    checksum: str = "auto"  # TCP checksum policy (capture/checksum.py)
 
 
 class _Stop:
@@ -88,7 +89,7 @@ def _tick(analyzer: Analyzer, now: float, out: list[object]) -> None:
 def run_worker(setup: WorkerSetup) -> int:
     """The capture loop until a stop is requested; flushes open flows before returning."""
     source = setup.source
-    analyzer = Analyzer("http", body_keep=setup.body_keep)
+    analyzer = Analyzer("http", body_keep=setup.body_keep, checksum=setup.checksum)
     feed = analyzer.feed
     sender = Sender(setup.channel, setup.max_pending)
     published = _Published(setup)

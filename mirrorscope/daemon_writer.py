@@ -20,9 +20,12 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirrorscope.daemon_ipc import Counters, Receiver
+
+if TYPE_CHECKING:
+    from mirrorscope.analysis.origin import OriginConfig
 
 log = logging.getLogger("mirrorscope.capture")
 
@@ -49,6 +52,7 @@ class WriterSetup:
     alerts: tuple[str | None, str | None, str | None] = (None, None, None)  # jsonl, webhook, syslog
     learn_seconds: float | None = None
     refit_seconds: float | None = None
+    origin: OriginConfig | None = None  # trusted proxies, internal/partner networks
 
 
 @dataclass(slots=True)
@@ -204,7 +208,8 @@ class _Writer:
         self.analysis = RunAnalysis(setup.hmac_key,
                                     model=None if setup.learn_seconds else model,
                                     learn_seconds=setup.learn_seconds,
-                                    refit_seconds=setup.refit_seconds)
+                                    refit_seconds=setup.refit_seconds,
+                                    origin=setup.origin)
         # Made here, after the fork: a webhook's sender thread does not survive one.
         from mirrorscope.alerts import AlertError, make_sinks
 
