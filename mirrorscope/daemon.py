@@ -304,6 +304,7 @@ class _Supervisor:
         setup = WorkerSetup(index=slot.index, source=slot.source, channel=mine,
                             counters=self.worker_counters, allow_root=config.allow_root,
                             body_keep=config.body_keep, checksum=config.checksum,
+                            workers=config.workers,
                             flush_timeout=max(1.0, config.shutdown_timeout * 0.3),
                             drain_timeout=max(0.5, config.shutdown_timeout * 0.15))
         proc = self.ctx.Process(target=worker_main, name=f"mirrorscope-worker-{slot.index}",

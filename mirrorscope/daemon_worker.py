@@ -50,6 +50,7 @@ class WorkerSetup:
     flush_timeout: float = 5.0
     drain_timeout: float = 2.0
     checksum: str = "auto"  # TCP checksum policy (capture/checksum.py)
+    workers: int = 1  # processes splitting the flows: each keeps 1/workers of the bounds
 
 
 class _Stop:
@@ -86,10 +87,16 @@ def _tick(analyzer: Analyzer, now: float, out: list[object]) -> None:
         analyzer._expire(now, out)
 
 
+def worker_analyzer(setup: WorkerSetup) -> Analyzer:
+    """This worker's decode -> TCP -> HTTP, with its share of the sensor's bounds."""
+    return Analyzer("http", body_keep=setup.body_keep, checksum=setup.checksum,
+                    share=setup.workers)
+
+
 def run_worker(setup: WorkerSetup) -> int:
     """The capture loop until a stop is requested; flushes open flows before returning."""
     source = setup.source
-    analyzer = Analyzer("http", body_keep=setup.body_keep, checksum=setup.checksum)
+    analyzer = worker_analyzer(setup)
     feed = analyzer.feed
     sender = Sender(setup.channel, setup.max_pending)
     published = _Published(setup)

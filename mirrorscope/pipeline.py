@@ -38,7 +38,12 @@ from mirrorscope.model import (
     StreamGap,
 )
 from mirrorscope.reassembly.http1 import HttpObserver
-from mirrorscope.reassembly.tcp import TcpReassembler
+from mirrorscope.reassembly.tcp import (
+    DEFAULT_MAX_BUFFERED_BYTES,
+    DEFAULT_MAX_FLOWS,
+    DEFAULT_MAX_HALF_OPEN,
+    TcpReassembler,
+)
 from mirrorscope.writer import BatchWriter
 
 if TYPE_CHECKING:
@@ -151,17 +156,32 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def shared_limits(share: int) -> dict[str, int]:
+    """The reassembler's global bounds for one of ``share`` processes splitting the flows.
+
+    Without the split, N workers would buffer N times the memory cap (and track N times
+    the flows) the operator configured for the sensor."""
+    if share < 1:
+        raise ValueError(f"share must be >= 1, not {share}")
+    return {"max_flows": max(1, DEFAULT_MAX_FLOWS // share),
+            "max_half_open": max(1, DEFAULT_MAX_HALF_OPEN // share),
+            "max_buffered_bytes": max(1, DEFAULT_MAX_BUFFERED_BYTES // share)}
+
+
 class Analyzer:
     """Decode -> TCP -> HTTP for one stream of frames; collects what comes out."""
 
     def __init__(self, until: str = "http", *, body_keep: int = 64 << 10,
-                 checksum: str = "auto") -> None:
-        """checksum: TCP checksum policy, auto | strict | off (see capture/checksum.py)."""
+                 checksum: str = "auto", share: int = 1) -> None:
+        """checksum: TCP checksum policy, auto | strict | off (see capture/checksum.py).
+
+        share: how many processes split the flows (replay or capture workers): each keeps
+        1/share of the reassembler's global bounds, so together they hold what one would."""
         if until not in STAGES:
             raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(STAGES)}")
         self.until = until
         self.decoder = Decoder(checksum=checksum)
-        self.tcp = TcpReassembler() if until != "decode" else None
+        self.tcp = TcpReassembler(**shared_limits(share)) if until != "decode" else None
         self.http = (HttpObserver(body_keep=body_keep)
                      if until in ("http", "analysis", "store") else None)
         self.stats = ReplayStats()

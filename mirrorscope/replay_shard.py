@@ -31,9 +31,11 @@ What makes a worker's state equal to the single process's, frame by frame:
   frame's timestamp, not just the shard's.
 
 Where a sharded run may legitimately differ from one process: the reassembler's global
-bounds (max_flows, max_half_open, max_buffered_bytes) apply per worker, so under memory
-pressure or a SYN flood evictions differ; so does the checksum policy's source table
-after 65536 senders.  Normal captures give identical output (tests/test_replay_workers.py).
+bounds (max_flows, max_half_open, max_buffered_bytes) are split evenly between the
+workers (pipeline.shared_limits: together they hold what one process would), but the
+flows are not split exactly evenly, so under memory pressure or a SYN flood evictions
+differ; so does the checksum policy's source table after 65536 senders.  Normal
+captures give identical output (tests/test_replay_workers.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any
 from mirrorscope.capture.checksum import tcp_checksum_ok
 from mirrorscope.capture.decode import Decoder
 from mirrorscope.model import Anomaly, ConnectionClosed, RawFrame, Segment
-from mirrorscope.pipeline import EXPIRE_EVERY_SECONDS, Analyzer, _counters
+from mirrorscope.pipeline import EXPIRE_EVERY_SECONDS, Analyzer, _counters, shared_limits
 from mirrorscope.reassembly.tcp import TcpReassembler
 
 END = 1 << 62  # frame index of the end-of-input flush (after every real frame)
@@ -133,7 +135,7 @@ class ShardAnalyzer(Analyzer):
     def __init__(self, index: int, shards: int, *, until: str = "http",
                  body_keep: int = 64 << 10, checksum: str = "auto") -> None:
         """index: this worker's shard (0-based) of ``shards``."""
-        super().__init__(until, body_keep=body_keep, checksum=checksum)
+        super().__init__(until, body_keep=body_keep, checksum=checksum, share=shards)
         if self.tcp is None:
             raise ValueError("a sharded replay needs the tcp stage")
         self.index = index
@@ -145,7 +147,7 @@ class ShardAnalyzer(Analyzer):
         self.position = [0]
         self.closed: dict[str, tuple[int, int]] = {}
         phases = {"half_open": PHASE_HALF_OPEN, "established": PHASE_IDLE}
-        self.tcp = TcpReassembler(recency_table=lambda name: RankedTable(
+        self.tcp = TcpReassembler(**shared_limits(shards), recency_table=lambda name: RankedTable(
             phases[name], self.position, self.closed))
         self.tcp_clock = float("-inf")  # newest segment time of all shards
         self.ts_first: float | None = None

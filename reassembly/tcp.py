@@ -70,6 +70,10 @@ _OTHER = (RESP, ORIG)  # indexed by a Direction: cheaper than Direction.other() 
 _CLOCK_SKEW = 1.0  # seconds a segment may be older than its flow's newest one
 _MAX_ANOMALIES_PER_FLOW = 64  # beyond this, anomalies of a flow are only counted
 _POLICIES = ("first", "last")
+# Global bounds of one reassembler (a process sharing the flows with others divides them).
+DEFAULT_MAX_FLOWS = 500_000
+DEFAULT_MAX_HALF_OPEN = 100_000
+DEFAULT_MAX_BUFFERED_BYTES = 512 << 20
 # Segments kept after an RST until the peer shows (by ACKing them) that it ignored it.
 _HELD_SEGMENTS = 64
 _HELD_BYTES = 256 << 10
@@ -122,14 +126,14 @@ class TcpReassembler(StreamPlacement):
         *,
         max_ooo_bytes: int = 4 << 20,
         max_ooo_segments: int = 3072,
-        max_flows: int = 500_000,
-        max_half_open: int = 100_000,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+        max_half_open: int = DEFAULT_MAX_HALF_OPEN,
         idle_timeout: float = 300.0,
         half_open_timeout: float = 30.0,
         closed_linger: float = 5.0,
         retain_acked_window: int = 64 << 10,
         overlap_policy: str = "first",
-        max_buffered_bytes: int = 512 << 20,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         recency_table: Callable[[str], OrderedDict[int, Flow]] | None = None,
     ) -> None:
         """recency_table: builds the "half_open" and "established" recency tables (an
