@@ -26,6 +26,7 @@ from mirrorscope.analysis.models_io import DetectionError, DetectionModel
 from mirrorscope.analysis.origin import OriginConfig
 from mirrorscope.capture.decode import Decoder
 from mirrorscope.capture.pcapfile import CaptureFileError, PcapSource
+from mirrorscope.collector import replay_collector
 from mirrorscope.model import (
     Anomaly,
     ConnectionClosed,
@@ -305,9 +306,10 @@ def replay(
     try:
         if options.until == "store":
             store = _open_store(options)
-        for path in paths:
-            result = _replay_one(Path(path), options, store, total, on_progress, sink)
-            total.files.append(result)
+        with replay_collector():
+            for path in paths:
+                result = _replay_one(Path(path), options, store, total, on_progress, sink)
+                total.files.append(result)
     finally:
         if store is not None:
             store.close()
