@@ -12,6 +12,10 @@ the store stay in one): the report ends with its throughput relative to ``store`
 ``--repeat K`` every selected stage runs K times, alternately, and the best run counts
 (a shared machine's other jobs only ever make a run slower).  CPU columns: this
 process's and its workers' user+system seconds.
+
+``ceiling`` measures what the machine gives N CPU-bound processes at once (N pure-Python
+loops together against one alone; on virtual machines two busy vCPUs are often slower
+each than one): the report judges the ``--workers`` speed-up against it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 STAGES = ("dpkt", "dpkt-objects", "tshark", "decode", "tcp", "http", "analysis", "store",
-          "store-workers")
+          "store-workers", "ceiling")
 DESCRIPTIONS = {
     "dpkt": "dpkt.pcap.Reader iteration only (floor)",
     "dpkt-objects": "dpkt + Ethernet/IP/TCP objects",
@@ -42,7 +46,9 @@ DESCRIPTIONS = {
     "analysis": "+ inventory and detection",
     "store": "+ store (temp SQLite)",
     "store-workers": "+ store, --workers N",
+    "ceiling": "N pure-Python loops at once vs one",
 }
+CEILING_LOOP = 12_000_000  # iterations of the ceiling's loop (about 2-3 s here)
 
 
 # ----------------------------------------------------------------------- child side
@@ -89,6 +95,37 @@ def _run_tshark(path: str) -> dict[str, object]:
             "rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
 
 
+def _spin(iterations: int) -> float:
+    """A pure-Python CPU-bound loop (dict and int work, like the pipeline); its seconds."""
+    started = time.perf_counter()
+    table: dict[int, int] = {}
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+        table[i & 4095] = total
+    return time.perf_counter() - started
+
+
+def _run_ceiling(workers: int) -> dict[str, object]:
+    """What this machine gives N CPU-bound processes: N x alone / together (best of 2).
+
+    A --workers speed-up can only be judged against it: on a shared or virtual machine
+    two busy vCPUs are often slower each than one busy vCPU."""
+    import multiprocessing
+
+    alone: list[float] = []
+    together: list[float] = []
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for _ in range(2):
+            alone.append(pool.apply(_spin, (CEILING_LOOP,)))
+            started = time.perf_counter()
+            pool.map(_spin, [CEILING_LOOP] * workers, chunksize=1)
+            together.append(time.perf_counter() - started)
+    speedup = workers * min(alone) / min(together)
+    return {"seconds": min(together), "alone": min(alone), "speedup": speedup,
+            "workers": workers}
+
+
 def _cpu_seconds(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
@@ -119,6 +156,8 @@ def child(stage: str, path: str, workers: int = 1) -> None:
             out = _run_dpkt(path, objects=stage == "dpkt-objects")
         elif stage == "tshark":
             out = _run_tshark(path)
+        elif stage == "ceiling":
+            out = _run_ceiling(workers)
         else:
             out = _run_mirrorscope(path, stage, workers)
     except Exception as exc:  # reported in the table; the bench goes on
@@ -166,6 +205,10 @@ def _best(runs: list[dict[str, object]]) -> dict[str, object]:
     good = [r for r in runs if "seconds" in r]
     if not good:
         return runs[-1]
+    if "speedup" in good[0]:  # the ceiling: the best speed-up the machine gave
+        best = dict(max(good, key=lambda r: float(r["speedup"])))  # type: ignore[arg-type]
+        best["all_speedups"] = [round(float(r["speedup"]), 2) for r in good]  # type: ignore[arg-type]
+        return best
     best = dict(min(good, key=lambda r: float(r["seconds"])))  # type: ignore[arg-type]
     best["all_seconds"] = [round(float(r["seconds"]), 2) for r in good]  # type: ignore[arg-type]
     return best
@@ -184,6 +227,8 @@ def report(path: Path, results: dict[str, dict[str, object]], workers: int = 2) 
     lines = [f"capture: {path} ({size / 1e6:.1f} MB, {packets_total or '?'} packets, "
              f"{exchanges or '?'} exchanges in the client log)", head, "-" * len(head)]
     for stage, res in results.items():
+        if stage == "ceiling":
+            continue
         what = DESCRIPTIONS[stage].replace(" N", f" {workers}")
         if "skipped" in res or "error" in res:
             lines.append(f"{stage:<14}{what:<40}  {res.get('skipped') or res.get('error')}")
@@ -212,6 +257,12 @@ def report(path: Path, results: dict[str, dict[str, object]], workers: int = 2) 
                      f"({float(single['seconds']):.2f} s -> {float(multi['seconds']):.2f} s, "  # type: ignore[arg-type]
                      f"best of {len(multi.get('all_seconds') or [1])} each; "
                      f"{os.cpu_count()} CPUs, loadavg {_loadavg()})")
+        ceiling = results.get("ceiling", {})
+        if "speedup" in ceiling:
+            top = float(ceiling["speedup"])  # type: ignore[arg-type]
+            lines.append(f"this machine's ceiling for {workers} CPU-bound processes: {top:.2f}x "
+                         f"(runs {ceiling.get('all_speedups', [round(top, 2)])}); "
+                         f"--workers {workers} reached {ratio / top:.0%} of it")
         if single.get("transactions") != multi.get("transactions"):
             lines.append(f"note: transactions differ: {single.get('transactions')} vs "
                          f"{multi.get('transactions')}")
