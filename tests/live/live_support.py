@@ -101,6 +101,19 @@ def in_netns(ns: str, *command: str) -> list[str]:
 
 
 @contextmanager
+def serving_http(ns: str, address: str, port: str) -> Iterator[subprocess.Popen[str]]:
+    """http_server.py listening on address:port inside ``ns``; killed on exit."""
+    server = subprocess.Popen(in_netns(ns, sys.executable, str(HERE / "http_server.py"),
+                                       address, port), stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "listening"
+        yield server
+    finally:
+        server.kill()
+        server.wait()
+
+
+@contextmanager
 def db_directory() -> Iterator[Path]:
     """A directory the unprivileged user owns (0700), for the daemon's SQLite file."""
     path = Path(tempfile.mkdtemp(prefix="ms-live-db-"))

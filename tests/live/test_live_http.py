@@ -8,7 +8,16 @@ import sys
 from collections import Counter
 
 import pytest
-from live_support import HERE, capture, db_directory, in_netns, read_store, run_json, veth_link
+from live_support import (
+    HERE,
+    capture,
+    db_directory,
+    in_netns,
+    read_store,
+    run_json,
+    serving_http,
+    veth_link,
+)
 
 from mirrorscope.store.analysis_repo import AnalysisStore
 from mirrorscope.store.repository import Store
@@ -27,27 +36,20 @@ def test_live_transactions_equal_the_client_log() -> None:
     """Two workers (fanout hash), a kernel filter, privilege drop: every exchange recorded."""
     with veth_link("http") as link, db_directory() as folder:
         db = folder / "live.db"
-        server = subprocess.Popen(
-            in_netns(link.left_ns, sys.executable, str(HERE / "http_server.py"), link.left_ip,
-                     PORT), stdout=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout is not None and server.stdout.readline().strip() == "listening"
-            with capture(link.right_ns, link.right_if, db, "--workers", "2", "--duration", "6",
-                         "--bpf", f"tcp port {PORT}", "--alerts-jsonl",
-                         str(folder / "alerts.jsonl")) as daemon:
-                # 12 connections x 6 requests: GETs up to 3 kB, POSTs, 404s.
-                log = run_json(in_netns(link.right_ns, sys.executable,
-                                        str(HERE / "http_client.py"), link.left_ip, PORT,
-                                        "12", "6"))
-                # Traffic the filter must keep out of the kernel buffers entirely.
-                subprocess.run(in_netns(link.right_ns, sys.executable, "-c",
-                                        "import socket; s = socket.socket(2, 2); "
-                                        f"[s.sendto(b'u' * 100, ('{link.left_ip}', 9)) "
-                                        "for _ in range(50)]"), check=True)
-                assert daemon.wait(timeout=20) == 0, daemon.log()
-        finally:
-            server.kill()
-            server.wait()
+        with serving_http(link.left_ns, link.left_ip, PORT), capture(
+                link.right_ns, link.right_if, db, "--workers", "2", "--duration", "6",
+                "--bpf", f"tcp port {PORT}", "--alerts-jsonl",
+                str(folder / "alerts.jsonl")) as daemon:
+            # 12 connections x 6 requests: GETs up to 3 kB, POSTs, 404s.
+            log = run_json(in_netns(link.right_ns, sys.executable,
+                                    str(HERE / "http_client.py"), link.left_ip, PORT,
+                                    "12", "6"))
+            # Traffic the filter must keep out of the kernel buffers entirely.
+            subprocess.run(in_netns(link.right_ns, sys.executable, "-c",
+                                    "import socket; s = socket.socket(2, 2); "
+                                    f"[s.sendto(b'u' * 100, ('{link.left_ip}', 9)) "
+                                    "for _ in range(50)]"), check=True)
+            assert daemon.wait(timeout=20) == 0, daemon.log()
         transactions, runs = read_store(db)
         # The writer ran inventory over both workers' flows: the client's routes, templated.
         with Store(f"sqlite:///{db}", upgrade=False) as store:

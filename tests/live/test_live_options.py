@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from live_support import HERE, capture, db_directory, in_netns, read_store, veth_link
+from live_support import capture, db_directory, in_netns, read_store, serving_http, veth_link
 
 from mirrorscope.store.analysis_repo import AnalysisStore
 
@@ -34,20 +34,12 @@ def _run(checksum: str, *origin: str) -> tuple[list[dict[str, object]], dict[str
     """(transactions, the run's decode counters, endpoint observations) of one capture."""
     with veth_link(f"opt{checksum}") as link, db_directory() as folder:
         db = folder / "live.db"
-        server = subprocess.Popen(
-            in_netns(link.left_ns, sys.executable, str(HERE / "http_server.py"), link.left_ip,
-                     PORT), stdout=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout is not None and server.stdout.readline().strip() == "listening"
-            with capture(link.right_ns, link.right_if, db, "--duration", "4", "--checksum",
-                         checksum, "--bpf", f"tcp port {PORT}", *origin) as daemon:
-                subprocess.run(in_netns(link.right_ns, sys.executable, "-c", CLIENT,
-                                        link.left_ip, PORT, str(REQUESTS)),
-                               check=True, timeout=30)
-                assert daemon.wait(timeout=20) == 0, daemon.log()
-        finally:
-            server.kill()
-            server.wait()
+        with serving_http(link.left_ns, link.left_ip, PORT), capture(
+                link.right_ns, link.right_if, db, "--duration", "4", "--checksum", checksum,
+                "--bpf", f"tcp port {PORT}", *origin) as daemon:
+            subprocess.run(in_netns(link.right_ns, sys.executable, "-c", CLIENT,
+                                    link.left_ip, PORT, str(REQUESTS)), check=True, timeout=30)
+            assert daemon.wait(timeout=20) == 0, daemon.log()
         transactions, runs = read_store(db)
         with AnalysisStore(f"sqlite:///{db}") as analysis:
             observations = analysis.endpoint_observations()

@@ -10,7 +10,16 @@ import time
 from collections import Counter
 
 import pytest
-from live_support import HERE, capture, db_directory, in_netns, integrity_ok, read_store, veth_link
+from live_support import (
+    HERE,
+    capture,
+    db_directory,
+    in_netns,
+    integrity_ok,
+    read_store,
+    serving_http,
+    veth_link,
+)
 
 pytestmark = pytest.mark.usefixtures("live")
 
@@ -21,29 +30,24 @@ def test_sigterm_mid_stream_commits_consistent_data() -> None:
     """Everything answered before the signal is stored; the run is closed as complete."""
     with veth_link("term") as link, db_directory() as folder:
         db = folder / "term.db"
-        server = subprocess.Popen(
-            in_netns(link.left_ns, sys.executable, str(HERE / "http_server.py"), link.left_ip,
-                     PORT), stdout=subprocess.PIPE, text=True)
         client = None
-        try:
-            assert server.stdout is not None and server.stdout.readline().strip() == "listening"
-            with capture(link.right_ns, link.right_if, db, "--workers", "2",
-                         "--shutdown-timeout", "8") as daemon:
-                # Keep-alive connections for 3 s; the daemon is stopped after about 1.5 s.
-                client = subprocess.Popen(
-                    in_netns(link.right_ns, sys.executable, str(HERE / "http_client.py"),
-                             link.left_ip, PORT, "4", "25", "3"),
-                    stdout=subprocess.PIPE, text=True, cwd="/")
-                daemon.wait_for(r"health: packets=[1-9]", timeout=10)
-                time.sleep(0.5)
-                signalled = time.time()
-                assert daemon.stop(timeout=20) == 0, daemon.log()
-                out, _ = client.communicate(timeout=30)
-        finally:
-            server.kill()
-            server.wait()
-            if client is not None and client.poll() is None:
-                client.kill()
+        with serving_http(link.left_ns, link.left_ip, PORT):
+            try:
+                with capture(link.right_ns, link.right_if, db, "--workers", "2",
+                             "--shutdown-timeout", "8") as daemon:
+                    # Keep-alive connections for 3 s; the daemon is stopped after about 1.5 s.
+                    client = subprocess.Popen(
+                        in_netns(link.right_ns, sys.executable, str(HERE / "http_client.py"),
+                                 link.left_ip, PORT, "4", "25", "3"),
+                        stdout=subprocess.PIPE, text=True, cwd="/")
+                    daemon.wait_for(r"health: packets=[1-9]", timeout=10)
+                    time.sleep(0.5)
+                    signalled = time.time()
+                    assert daemon.stop(timeout=20) == 0, daemon.log()
+                    out, _ = client.communicate(timeout=30)
+            finally:
+                if client is not None and client.poll() is None:
+                    client.kill()
         log = json.loads(out)
         transactions, runs = read_store(db)
         assert integrity_ok(db)
