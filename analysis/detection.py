@@ -111,9 +111,12 @@ class DetectionConfig:
     max_ids_per_template: int = 2048
     max_returned_ids: int = 4096  # per subject
     max_tracked_subjects: int = 20_000
-    # conn_id -> client address, to place protocol anomalies (least recently used evicted,
-    # counted in stats.connections_evicted; an anomaly on an evicted connection has no client).
+    # conn_id -> client address, to place protocol anomalies.  A connection is dropped when
+    # it closes (kept while a finding still waits to name its client, and among the
+    # recently closed for late anomalies); at this bound the least recently used open one
+    # is evicted (stats.connections_evicted: an anomaly on it has no client).
     max_connections: int = 16_384
+    recently_closed_connections: int = 1024
     max_open_findings: int = 100_000
     max_baseline_windows: int = 100_000
     max_reported_misconfig: int = 10_000  # (kind, host, detail) already reported
@@ -181,7 +184,9 @@ class Detector:
         self._windows = WindowSet(self.config.window_seconds, self.config.max_open_windows)
         self._aggregator = Aggregator(max_open=self.config.max_open_findings)
         self._clock = -math.inf
-        self._connections: OrderedDict[str, str] = OrderedDict()
+        self._connections: OrderedDict[str, str] = OrderedDict()  # open connections
+        self._closed: OrderedDict[str, str] = OrderedDict()  # recently closed (bounded)
+        self._held: dict[str, str] = {}  # closed, a finding still to resolve its client
         self._clients: dict[str, str] = {}  # interned client addresses (bounded)
         self._reported: set[tuple[str, str, str]] = set()
         # Origins: learned per principal with the baseline, judged while scoring.
@@ -421,7 +426,7 @@ class Detector:
         if not is_security_anomaly(a.kind):
             return self._advance(a.ts)
         kind = ANOMALY_KINDS.get(a.kind, "attack.request_smuggling")
-        client = self._connections.get(a.conn_id) if a.conn_id else None
+        client = self.client_of(a.conn_id) if a.conn_id else None
         occ = Occurrence(
             kind, None, client, a.ts, confidence=0.8,
             evidence={"anomaly": a.kind, "detail": scrub(a.detail[:200], self._key),
@@ -459,13 +464,40 @@ class Detector:
             self._window_occurrences(window)
         if before is not None:
             self._windows.closed_below = max(self._windows.closed_below, before)
-        return self._aggregator.close(before, self._connections.get)
+        found = self._aggregator.close(before, self.client_of)
+        held = self._held
+        if held:
+            pending = self._aggregator.pending_conns
+            for conn_id in [c for c in held if c not in pending]:
+                del held[conn_id]
+        return found
 
     def _add(self, occ: Occurrence) -> None:
         # A late occurrence goes into the oldest window still open, never a closed one.
         window = max(math.floor(occ.ts / self.config.window_seconds), self._windows.closed_below)
         self._aggregator.add(occ, window)
         self.stats.findings_dropped = self._aggregator.dropped
+
+    def client_of(self, conn_id: str) -> str | None:
+        """The client address of a connection seen carrying a transaction, if remembered."""
+        return (self._connections.get(conn_id) or self._held.get(conn_id)
+                or self._closed.get(conn_id))
+
+    def forget_connection(self, conn_id: str) -> None:
+        """A connection closed: its memory goes, unless a finding still needs its client.
+
+        The map then holds the open connections, not the last max_connections ever seen
+        (memory in proportion to concurrency, not to traffic); the last
+        recently_closed_connections stay for anomalies that trail the close."""
+        client = self._connections.pop(conn_id, None)
+        if client is None:
+            return
+        if conn_id in self._aggregator.pending_conns:
+            self._held[conn_id] = client
+        closed = self._closed
+        closed[conn_id] = client
+        if len(closed) > self.config.recently_closed_connections:
+            closed.popitem(last=False)
 
     def _remember_connection(self, tx: HttpTransaction) -> None:
         conns = self._connections

@@ -69,6 +69,8 @@ class Aggregator:
         self.max_samples = max_samples
         self.open: dict[Key, _Open] = {}
         self.dropped = 0  # occurrences refused because max_open keys were open
+        # Connections whose client is still to be resolved at close (open "conn:" keys).
+        self.pending_conns: dict[str, int] = {}
 
     def add(self, occ: Occurrence, window: int) -> None:
         """Count one occurrence into its window's finding."""
@@ -81,6 +83,9 @@ class Aggregator:
                 self.dropped += 1
                 return
             self.open[key] = self._new(occ)
+            if occ.client_ip is None and occ.conn_id:
+                pending = self.pending_conns
+                pending[occ.conn_id] = pending.get(occ.conn_id, 0) + 1
             return
         self._merge(entry, occ)
 
@@ -121,7 +126,11 @@ class Aggregator:
             entry = self.open.pop(key)
             kind, endpoint, client, window = key
             if client is not None and client.startswith("conn:"):
-                client = resolve(client[5:])
+                conn_id = client[5:]
+                client = resolve(conn_id)
+                left = self.pending_conns.pop(conn_id, 1) - 1
+                if left:
+                    self.pending_conns[conn_id] = left
             final: Key = (kind, endpoint, client, window)
             if final in merged:
                 target = merged[final]

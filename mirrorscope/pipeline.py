@@ -424,6 +424,8 @@ class RunAnalysis:
                     self._maybe_refit(item)
             elif isinstance(item, Anomaly):
                 found += detector.feed_anomaly(item)
+            elif type(item) is ConnectionClosed:
+                detector.forget_connection(item.conn_id)
 
     def _learning(self, tx: HttpTransaction) -> bool:
         ts = _tx_time(tx)

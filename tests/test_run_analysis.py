@@ -50,3 +50,25 @@ def test_no_learning_phase_means_rules_only_and_no_fit() -> None:
     _, findings = analysis.finish(0.0)
     assert analysis.fits == 0 and analysis.detector.model is None
     assert any(f.kind == "attack.sqli" for f, _ in findings)
+
+
+def test_closed_connections_are_forgotten_by_detection() -> None:
+    """The records of a whole capture: every connection closes, so detection's map of
+    open connections ends empty (it held each one while it carried transactions)."""
+    from mirrorscope.capture.pcapfile import PcapSource
+    from mirrorscope.model import ConnectionClosed
+    from mirrorscope.pipeline import Analyzer
+
+    analyzer = Analyzer("http")
+    records: list[object] = []
+    with PcapSource(ATTACK) as source:
+        for frame in source:
+            analyzer.feed(frame, records)
+    analyzer.finish(records)
+    closed = {r.conn_id for r in records if type(r) is ConnectionClosed}
+    carried = {r.conn_id for r in records if type(r) is HttpTransaction}
+    assert carried and carried <= closed
+    analysis = RunAnalysis(b"k" * 32)
+    analysis.observe(records)
+    assert analysis.detector._connections == {}
+    assert analysis.detector.stats.scored > 0
