@@ -22,6 +22,7 @@ from rich.text import Text
 
 from mirrorscope import __version__
 from mirrorscope.cli_options import (
+    EXIT_BAD_INPUT,
     alert_options,
     checksum_option,
     origin_config,
@@ -29,7 +30,6 @@ from mirrorscope.cli_options import (
 )
 
 DEFAULT_DB = "sqlite:///mirrorscope.db"
-EXIT_BAD_INPUT = 2
 
 err = Console(stderr=True)
 # Data console: wire data must never be read as rich markup or emoji codes ("[red]", ":cookie:").

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from mirrorscope.cli_options import EXIT_BAD_INPUT
 from mirrorscope.model import EndpointKey, EndpointSummary
 
-EXIT_BAD_INPUT = 2
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
 
 

@@ -8,6 +8,7 @@ import sys
 import click
 
 from mirrorscope.cli_options import (
+    EXIT_BAD_INPUT,
     alert_options,
     checksum_option,
     origin_config,
@@ -15,7 +16,6 @@ from mirrorscope.cli_options import (
 )
 
 DEFAULT_DB = "sqlite:///mirrorscope.db"
-EXIT_BAD_INPUT = 2
 
 
 @click.command("capture")

@@ -9,8 +9,10 @@ import time
 import click
 from rich.console import Console
 
+from mirrorscope.cli_options import EXIT_BAD_INPUT
+
 DEFAULT_DB = "sqlite:///mirrorscope.db"
-EXIT_BAD_INPUT = 2
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 

@@ -10,9 +10,9 @@ from typing import Any
 import click
 from rich.table import Table
 
+from mirrorscope.cli_options import EXIT_BAD_INPUT
 from mirrorscope.ownership import Owner, OwnershipError, OwnershipRules
 
-EXIT_BAD_INPUT = 2
 OWNERS_ENVVAR = "MIRRORSCOPE_OWNERS"
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from mirrorscope.cli_analysis import db_option
+from mirrorscope.cli_options import EXIT_BAD_INPUT
 from mirrorscope.cli_owners import load_owners, owners_option
-
-EXIT_BAD_INPUT = 2
 
 
 def _fail(message: str) -> None:

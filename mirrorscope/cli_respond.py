@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mirrorscope.cli_options import EXIT_BAD_INPUT
 from mirrorscope.responses import (
     DEDUPLICATED,
     FAILED,
@@ -22,7 +23,6 @@ from mirrorscope.responses import (
     ResponseReport,
 )
 
-EXIT_BAD_INPUT = 2
 _STYLES = {FIRED: "green", WOULD_FIRE: "cyan", DEDUPLICATED: "dim", RATE_LIMITED: "yellow",
            FAILED: "red", NEVER_BLOCK: "magenta", INVALID_TARGET: "red"}
 
