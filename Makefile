@@ -9,7 +9,7 @@ DEMO ?= pcaps/demo.pcap
 PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 300
 
-.PHONY: run test dev lint fuzz bench pcaps clean
+.PHONY: run test dev lint fuzz bench bench-instructions pcaps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,10 @@ fuzz: dev
 
 bench: dev
 	$(BIN)/python bench/bench_replay.py
+
+# Instructions per stage under callgrind: repeatable where wall time is not (needs valgrind, gcc).
+bench-instructions: dev
+	$(BIN)/python bench/bench_instructions.py
 
 pcaps: dev
 	$(BIN)/python pcaps/make_pcaps.py
