@@ -114,23 +114,24 @@ def child(stage: str, warm: str, path: str, helper: str) -> None:
 # ---------------------------------------------------------------------- parent side
 
 
-def count(stage: str, warm: Path, path: Path, out_dir: Path,
-          helper: Path) -> tuple[int, list[int], str]:
-    """(instructions of the measured part, of each forked worker, what the child printed)."""
-    out_file = out_dir / f"cg.{stage}"
+def callgrind(name: str, child_args: list[str], out_dir: Path,
+              script: str = __file__) -> tuple[int, list[int], str]:
+    """Run ``script --child *child_args`` under callgrind: (instructions between the
+    helper's counting_on/off, those of each process it forked, what the child printed)."""
+    out_file = out_dir / f"cg.{name}"
     env = dict(os.environ, PYTHONHASHSEED="0")
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={out_file}.%p",
-               sys.executable, __file__, "--child", stage, str(warm), str(path), str(helper)]
+               sys.executable, script, "--child", *child_args]
     if shutil.which("setarch"):
         command = ["setarch", os.uname().machine, "-R", *command]  # same addresses each run
     proc = subprocess.run(command, capture_output=True, env=env, check=False)
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise SystemExit(f"{stage}: valgrind exited {proc.returncode}: {' | '.join(tail)}")
+        raise SystemExit(f"{name}: valgrind exited {proc.returncode}: {' | '.join(tail)}")
     measured = 0
     forked: list[int] = []
-    for dump in sorted(out_dir.glob(f"cg.{stage}.*")):
+    for dump in sorted(out_dir.glob(f"cg.{name}.*")):
         text = dump.read_bytes()
         found = _TOTALS.search(text)
         if found is None:
@@ -142,8 +143,14 @@ def count(stage: str, warm: Path, path: Path, out_dir: Path,
             # to its exit.  Its copy of the parent's few pre-fork instructions counts too.
             forked.append(int(found.group(1)))
     if not measured:
-        raise SystemExit(f"{stage}: callgrind wrote no 'measured' dump in {out_dir}")
+        raise SystemExit(f"{name}: callgrind wrote no 'measured' dump in {out_dir}")
     return measured, forked, proc.stdout.decode().strip()
+
+
+def count(stage: str, warm: Path, path: Path, out_dir: Path,
+          helper: Path) -> tuple[int, list[int], str]:
+    """(instructions of the measured part, of each forked worker, what the child printed)."""
+    return callgrind(stage, [stage, str(warm), str(path), str(helper)], out_dir)
 
 
 def _numbers(printed: str) -> dict[str, int]:
