@@ -33,9 +33,23 @@ WILDCARD = "*"  # the property name standing for dynamic keys (ids, versions, da
 JSON_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
 
 
+# Object keys repeat on every body of an endpoint ("id", "name", "items"): their verdicts
+# are remembered.  Bounded: dropped whole when full; long keys are not kept.
+_DYNAMIC_KEY_CACHE_ENTRIES = 8192
+_DYNAMIC_KEY_CACHE_MAX = 64  # characters
+_dynamic_key_cache: dict[str, bool] = {}
+
+
 def is_dynamic_key(key: str) -> bool:
     """True for an object key that is a value (an id, a version, a date), not a field name."""
-    return typed_kind(key) is not None or _SEMVER.fullmatch(key) is not None
+    found = _dynamic_key_cache.get(key)
+    if found is None:
+        found = typed_kind(key) is not None or _SEMVER.fullmatch(key) is not None
+        if len(key) <= _DYNAMIC_KEY_CACHE_MAX:
+            if len(_dynamic_key_cache) >= _DYNAMIC_KEY_CACHE_ENTRIES:
+                _dynamic_key_cache.clear()
+            _dynamic_key_cache[key] = found
+    return found
 
 
 def string_format(value: str) -> str | None:
@@ -77,8 +91,17 @@ def infer_scalar(text: str) -> tuple[str, str | None]:
     return "string", string_format(text)
 
 
+# The exact types json.loads returns; json_type's isinstance chain covers subclasses.
+_EXACT_JSON_TYPES: dict[type, str] = {type(None): "null", bool: "boolean", int: "integer",
+                                      float: "number", str: "string", list: "array",
+                                      dict: "object"}
+
+
 def json_type(value: object) -> str:
     """The JSON type name of a decoded JSON value."""
+    exact = _EXACT_JSON_TYPES.get(type(value))
+    if exact is not None:
+        return exact
     if value is None:
         return "null"
     if isinstance(value, bool):
