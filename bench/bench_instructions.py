@@ -69,6 +69,7 @@ _HELPER_C = """
 #include <valgrind/callgrind.h>
 void counting_on(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
 void counting_off(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
+void counting_split(void) { CALLGRIND_DUMP_STATS_AT("measured"); }
 """
 
 
@@ -81,6 +82,23 @@ def build_helper(out_dir: Path) -> Path:
     if proc.returncode != 0:
         raise SystemExit(f"cannot build the callgrind helper: {proc.stderr.strip()[:300]}")
     return library
+
+
+def _dump_before_fork(counting: object) -> None:
+    """Dump (and so zero) this process's counts just before the replay forks its workers.
+
+    A forked child inherits its parent's counters: without this, every worker's total
+    would also hold the parent's work up to the fork (the store's schema, the file hash).
+    """
+    from mirrorscope import replay_workers
+
+    enter = replay_workers.ShardedParse.__enter__
+
+    def dumped_enter(self: replay_workers.ShardedParse) -> replay_workers.ShardedParse:
+        counting.counting_split()  # type: ignore[attr-defined]
+        return enter(self)
+
+    replay_workers.ShardedParse.__enter__ = dumped_enter  # type: ignore[method-assign]
 
 
 def child(stage: str, warm: str, path: str, helper: str) -> None:
@@ -99,6 +117,8 @@ def child(stage: str, warm: str, path: str, helper: str) -> None:
         options = ReplayOptions(until=until, db_url=f"sqlite:///{tmp}/measured.db",
                                 hmac_key=b"k" * 32,
                                 workers=WORKERS if stage == "store-workers" else 1)
+        if stage == "store-workers":
+            _dump_before_fork(counting)
         counting.counting_on()
         if stage == "dpkt":
             with open(path, "rb") as handle:
@@ -139,8 +159,8 @@ def callgrind(name: str, child_args: list[str], out_dir: Path,
         if b"Trigger: Client Request: measured" in text:
             measured += int(found.group(1))
         elif int(found.group(1)):
-            # A forked replay worker: counted from the fork (instrumentation is inherited)
-            # to its exit.  Its copy of the parent's few pre-fork instructions counts too.
+            # A forked replay worker: counted from the fork (instrumentation is inherited;
+            # the parent dumped, so zeroed, its counts just before forking) to its exit.
             forked.append(int(found.group(1)))
     if not measured:
         raise SystemExit(f"{name}: callgrind wrote no 'measured' dump in {out_dir}")
