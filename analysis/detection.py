@@ -64,6 +64,7 @@ from mirrorscope.analysis.origin import OriginConfig, OriginResolver
 from mirrorscope.analysis.rules_behaviour import BehaviourConfig, ClientBaseline
 from mirrorscope.analysis.rules_injection import check_request
 from mirrorscope.analysis.rules_origin import OriginLearner, OriginRules
+from mirrorscope.analysis.rules_response import ResponseHit
 from mirrorscope.model import Anomaly, EndpointKey, Finding, HttpTransaction, is_security_anomaly
 
 # Keyed hashes of recent values (parameter values, ids, user agents repeat across requests);
@@ -552,16 +553,24 @@ class Detector:
 
     def _response_occurrences(self, tx: HttpTransaction, endpoint: EndpointKey | None,
                               principal: str | None, penalty: float) -> None:
-        for hit, occ in response_occurrences(tx, endpoint, principal, penalty, self._key):
-            if hit.kind not in PER_EVENT_MISCONFIG:
-                # A server property (banner, headers, CORS): reported once per host and
-                # detail for the detector's lifetime, not once per endpoint and window.
-                host = endpoint.host if endpoint is not None else tx.server[0]
-                mark = (hit.kind, host, hit.detail)
-                if mark in self._reported:
-                    continue
-                if len(self._reported) < self.config.max_reported_misconfig:
-                    self._reported.add(mark)
+        host = endpoint.host if endpoint is not None else tx.server[0]
+        reported = self._reported
+        room = self.config.max_reported_misconfig
+
+        def keep(hit: ResponseHit) -> bool:
+            if hit.kind in PER_EVENT_MISCONFIG:
+                return True
+            # A server property (banner, headers, CORS): reported once per host and
+            # detail for the detector's lifetime, not once per endpoint and window.
+            mark = (hit.kind, host, hit.detail)
+            if mark in reported:
+                return False
+            if len(reported) < room:
+                reported.add(mark)
+            return True
+
+        for _hit, occ in response_occurrences(tx, endpoint, principal, penalty, self._key,
+                                              keep):
             self._add(occ)
 
     def _observe(self, windows: WindowSet, tx: HttpTransaction, endpoint: EndpointKey,

@@ -8,6 +8,7 @@ baseline, confidence falls with capture loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mirrorscope.analysis.detection_aggregate import Occurrence
@@ -143,14 +144,21 @@ def page_size_occurrence(view: RequestView, endpoint: EndpointKey, client: str,
 
 
 def response_occurrences(tx: HttpTransaction, endpoint: EndpointKey | None,
-                         principal: str | None, penalty: float,
-                         key: bytes) -> list[tuple[ResponseHit, Occurrence]]:
-    """Misconfigurations the response shows, each with its occurrence."""
+                         principal: str | None, penalty: float, key: bytes,
+                         keep: Callable[[ResponseHit], bool] | None = None,
+                         ) -> list[tuple[ResponseHit, Occurrence]]:
+    """Misconfigurations the response shows, each with its occurrence.
+
+    ``keep(hit)`` False drops a hit before its occurrence is built: most responses repeat
+    a server property already reported (a banner, a missing header), and building the
+    occurrence (scrubbed detail, explanation) only to discard it was most of the cost."""
     resp = tx.response
     if resp is None:
         return []
     out: list[tuple[ResponseHit, Occurrence]] = []
     for hit in check_response(resp):
+        if keep is not None and not keep(hit):
+            continue
         per_client = hit.kind in PER_EVENT_MISCONFIG
         detail = scrub(hit.detail, key)
         out.append((hit, Occurrence(

@@ -355,6 +355,27 @@ def test_server_misconfiguration_reported_once_per_host() -> None:
     assert "server" in banners[0].remediation
 
 
+def test_response_occurrences_skips_dropped_hits_before_building() -> None:
+    """keep(hit) False: no occurrence for that hit; the others are built as before."""
+    from mirrorscope.analysis.detection_occurrences import response_occurrences
+
+    tx = make_tx("GET", "/p", ts=START, resp_headers=(("Server", "gunicorn/20.1.0"),
+                                                       ("Content-Type", "application/json")))
+    every = response_occurrences(tx, None, None, 0.0, b"k" * 32)
+    kinds = sorted(hit.kind for hit, _ in every)
+    assert kinds == ["misconfig.missing_security_headers", "misconfig.version_banner"]
+    asked: list[str] = []
+
+    def keep(hit: object) -> bool:
+        asked.append(hit.kind)  # type: ignore[attr-defined]
+        return hit.kind != "misconfig.version_banner"  # type: ignore[attr-defined]
+
+    kept = response_occurrences(tx, None, None, 0.0, b"k" * 32, keep)
+    assert sorted(asked) == kinds
+    assert [hit.kind for hit, _ in kept] == ["misconfig.missing_security_headers"]
+    assert kept[0][1] == next(occ for hit, occ in every if hit.kind == kept[0][0].kind)
+
+
 # ---------------------------------------------------------------------- bounds
 
 
