@@ -38,7 +38,14 @@ from mirrorscope.analysis.openapi_diff import diff_against_spec
 from mirrorscope.analysis.origin import OriginResolver
 from mirrorscope.analysis.schema import LeafVisitor, infer_scalar
 from mirrorscope.analysis.sensitive import PII_TYPES, SECRET_TYPES, classify, mask, scan_text
-from mirrorscope.analysis.templating import Node, PathTrie, path_params, split_path, template_of
+from mirrorscope.analysis.templating import (
+    Node,
+    PathTrie,
+    path_params,
+    split_path,
+    template_and_params,
+    template_of,
+)
 from mirrorscope.model import EndpointKey, EndpointSummary, Finding, HttpBody, HttpTransaction
 
 __all__ = ["Inventory", "InventoryConfig", "InventoryError", "merge_docs"]
@@ -169,9 +176,11 @@ class Inventory:
             stats = node.payloads[view.method] = EndpointStats(self.config.stats_limits)
             self._endpoints += 1
         new: list[Finding] = []
-        self._observe(tx, view, bodies, node, segments, stats, new)
+        # Observing changes no template: render it (and find the path parameters) once.
+        template, params = template_and_params(node)
+        self._observe(tx, view, bodies, node, template, params, segments, stats, new)
         self._last = ((id(tx), tx.conn_id, tx.trans_depth),
-                      EndpointKey(view.host, view.method, template_of(node)))
+                      EndpointKey(view.host, view.method, template))
         return new
 
     def endpoint_of(self, tx: HttpTransaction) -> EndpointKey:
@@ -276,8 +285,9 @@ class Inventory:
     # ------------------------------------------------------------- observation
 
     def _observe(self, tx: HttpTransaction, view: RequestView, bodies: _Bodies,
-                 node: Node[EndpointStats], segments: list[str], stats: EndpointStats,
-                 new: list[Finding]) -> None:
+                 node: Node[EndpointStats], template: str,
+                 params: list[tuple[int, str, Node[EndpointStats]]], segments: list[str],
+                 stats: EndpointStats, new: list[Finding]) -> None:
         req = tx.request
         resp = tx.response
         assert req is not None
@@ -298,7 +308,7 @@ class Inventory:
                       anomalies=tx.anomalies, partial=tx.partial, exposure=exposure,
                       partner=partner)
         confidence = 0.7 if tx.partial or tx.anomalies else 1.0
-        ctx = _Context(self, tx, view, node, stats, ts, client_ip, confidence, new)
+        ctx = _Context(self, tx, view, node, template, stats, ts, client_ip, confidence, new)
         for name, value in view.query:
             kind, fmt = infer_scalar(value)
             stats.observe_param("query", name[:100], kind, fmt)
@@ -314,7 +324,7 @@ class Inventory:
             ctx.check_value("request.header", name, value)
         for name, _ in view.cookies:
             stats.observe_param("cookie", name[:100], "string", None)
-        for position, name, _ in path_params(node):
+        for position, name, _ in params:
             if position < len(segments):
                 ctx.check_value("request.path", name, segments[position])
         observations = detect_auth(view.headers, view.query, view.cookies, self._key)
@@ -366,7 +376,7 @@ class Inventory:
                     evidence["lifetime_days"] = round(info.lifetime / 86400, 1)
                 # One finding per host, weakness and issuer (a token family), listing the
                 # endpoints that accepted such tokens: per endpoint it would repeat itself.
-                evidence["endpoints"] = [f"{ctx.view.method} {template_of(ctx.node)}"]
+                evidence["endpoints"] = [f"{ctx.view.method} {ctx.template}"]
                 ctx.record("api.jwt_weak", severity, evidence,
                            subkey=f"{weakness}:{info.iss or ''}", principal=obs.principal,
                            host_level=True)
@@ -444,15 +454,16 @@ class _Context:
     """Per-transaction helper: sensitive hits, findings, with the transaction's identity."""
 
     __slots__ = ("authenticated", "client_ip", "confidence", "done", "hits", "inv", "new",
-                 "node", "stats", "ts", "tx", "view")
+                 "node", "stats", "template", "ts", "tx", "view")
 
     def __init__(self, inv: Inventory, tx: HttpTransaction, view: RequestView,
-                 node: Node[EndpointStats], stats: EndpointStats, ts: float, client_ip: str,
-                 confidence: float, new: list[Finding]) -> None:
+                 node: Node[EndpointStats], template: str, stats: EndpointStats, ts: float,
+                 client_ip: str, confidence: float, new: list[Finding]) -> None:
         self.inv = inv
         self.tx = tx
         self.view = view
         self.node = node
+        self.template = template  # template_of(node), rendered once for the transaction
         self.stats = stats
         self.ts = ts
         self.client_ip = client_ip
@@ -478,7 +489,7 @@ class _Context:
             subkey=subkey, principal=principal, confidence=self.confidence)
         if agg is not None:
             endpoint = None if host_level else EndpointKey(self.view.host, self.view.method,
-                                                           template_of(self.node))
+                                                           self.template)
             self.new.append(to_finding(agg, endpoint))
 
     def visitor(self, location: str) -> LeafVisitor:
@@ -526,7 +537,7 @@ class _Context:
             confidence=confidence)
         if agg is not None:
             self.new.append(to_finding(agg, EndpointKey(self.view.host, self.view.method,
-                                                        template_of(self.node))))
+                                                        self.template)))
 
     def secret_in_url(self, name: str, kind: str, fingerprint: str | None = None) -> None:
         """A credential in the request target."""

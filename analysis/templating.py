@@ -199,9 +199,17 @@ def template_of(node: Node[P]) -> str:
 
 def path_params(node: Node[P]) -> list[tuple[int, str, Node[P]]]:
     """(position, unique name, node) of every parameter in a node's template."""
+    return template_and_params(node)[1]
+
+
+def template_and_params(node: Node[P]) -> tuple[str, list[tuple[int, str, Node[P]]]]:
+    """(template_of(node), path_params(node)), walking the node's chain once."""
     nodes = chain(node)
-    parts = _dedupe([(True, n.name) if n.is_param else (False, n.literal or "") for n in nodes])
-    return [(i, text, nodes[i]) for i, (is_param, text) in enumerate(parts) if is_param]
+    parts = [(True, n.name) if n.is_param else (False, n.literal or "") for n in nodes]
+    if not any(is_param for is_param, _ in parts):
+        return _render(parts), []
+    return _render(parts), [(i, text, nodes[i])
+                            for i, (is_param, text) in enumerate(_dedupe(parts)) if is_param]
 
 
 class PathTrie(Generic[P]):

@@ -23,7 +23,13 @@ from test_inventory_builders import (
 )
 
 from mirrorscope.analysis.inventory import Inventory
-from mirrorscope.analysis.templating import PathTrie, TemplatingConfig, split_path
+from mirrorscope.analysis.templating import (
+    PathTrie,
+    TemplatingConfig,
+    split_path,
+    template_and_params,
+    template_of,
+)
 from mirrorscope.model import HttpRequest, HttpResponse, HttpTransaction
 
 
@@ -187,6 +193,23 @@ def test_rendering_quotes_literals_and_dedupes_names() -> None:
     assert _feed(trie, "/odd/%7Bbrace%7D/x y") == "/odd/%7Bbrace%7D/x%20y"
     assert _feed(trie, "/pairs/1/2") == "/pairs/{pair_id}/{pair_id_2}"
     assert _feed(trie, "/a/1/a/2") == "/a/{a_id}/a/{a_id_2}"
+
+
+def test_template_and_params_walks_once_and_agrees() -> None:
+    """The one-walk rendering equals template_of, and names each parameter's position."""
+    trie = _trie()
+    for path in ("/pairs/1/2", "/a/1/a/2", "/static/x y", "/users/7/orders/9"):
+        _feed(trie, path)
+    seen = {}
+    for node, _method, _payload in trie.endpoints():
+        template, params = template_and_params(node)
+        assert template == template_of(node)
+        parts = template.strip("/").split("/")
+        assert [(i, "{" + name + "}") for i, name, _ in params] == \
+            [(i, part) for i, part in enumerate(parts) if part.startswith("{")]
+        seen[template] = [name for _, name, _ in params]
+    assert seen["/pairs/{pair_id}/{pair_id_2}"] == ["pair_id", "pair_id_2"]
+    assert seen["/static/x%20y"] == []
 
 
 def test_lookup_does_not_change_the_trie() -> None:
