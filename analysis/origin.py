@@ -155,6 +155,11 @@ class Origin:
     issues: tuple[ChainIssue, ...] = ()
 
 
+# Inventory and detection resolve each request in turn, with resolvers built from the same
+# OriginConfig: the last answer is kept, keyed by the identity of the config and of the
+# header tuple (held here, so the identity cannot be reused).  Origin is immutable.
+_last_resolved: tuple[OriginConfig, str, Headers, Origin] | None = None
+
 # Every request resolves its peer (and the networks of its clients) at least twice: the
 # parsed addresses of recent texts are kept (addresses are immutable), dropped whole when full.
 _ADDRESS_CACHE_ENTRIES = 16_384
@@ -324,6 +329,16 @@ class OriginResolver:
 
     def resolve(self, peer: str, headers: Headers) -> Origin:
         """The client behind the peer, walking the chain right to left over trusted hops."""
+        global _last_resolved
+        last = _last_resolved
+        if last is not None and last[2] is headers and last[0] is self.config and \
+                last[1] == peer:
+            return last[3]
+        origin = self._resolve(peer, headers)
+        _last_resolved = (self.config, peer, headers, origin)
+        return origin
+
+    def _resolve(self, peer: str, headers: Headers) -> Origin:
         values: dict[str, list[str]] = {}
         for name, value in headers:
             lowered = name.lower()

@@ -136,6 +136,25 @@ def test_network_of_is_cached_per_prefix() -> None:
     assert resolver.network_of("junk") is None
 
 
+def test_last_resolved_origin_is_reused_only_for_the_same_request() -> None:
+    """Two resolvers of one config share the last answer; another request is resolved."""
+    config = origin.OriginConfig(trusted_proxies=("10.0.0.0/8",))
+    first, second = origin.OriginResolver(config), origin.OriginResolver(config)
+    headers = (("Host", "api"), ("X-Forwarded-For", "198.51.100.9"))
+    answer = first.resolve("10.0.0.1", headers)
+    assert answer.client == "198.51.100.9"
+    assert second.resolve("10.0.0.1", headers) is answer
+    # An equal but distinct header tuple, another peer, another config: resolved afresh.
+    copy = tuple(list(headers))
+    assert second.resolve("10.0.0.1", copy) == answer and \
+        second.resolve("10.0.0.1", copy) is not answer
+    untrusted = second.resolve("192.0.2.1", copy)
+    assert untrusted.client == "192.0.2.1"
+    other = origin.OriginResolver(origin.OriginConfig())
+    assert first.resolve("10.0.0.1", headers).client == "198.51.100.9"
+    assert other.resolve("10.0.0.1", headers).client == "10.0.0.1"  # trusts no proxy
+
+
 def _jwt(claims: dict[str, object], alg: str = "HS256") -> str:
     def part(obj: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
