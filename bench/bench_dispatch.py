@@ -77,6 +77,8 @@ def _dispatch(path: str, every: int) -> list[list[bytes]]:
         for idx, frame in enumerate(iter_frames_safely(source, result)):
             data = frame.data
             owner = -1  # -1: off the fast path, every worker decodes it
+            # ShardAnalyzer.run's fast-path test, copied on purpose: inlined there for
+            # speed, so a shared helper would add a call per frame to the product.
             if (frame.linktype == _LINKTYPE_ETHERNET and len(data) >= 54
                     and data[12] == 8 and data[13] == 0 and data[14] == 0x45):
                 (_etype, _vihl, total, frag, proto, src, dst, sport, dport,
