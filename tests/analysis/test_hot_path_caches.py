@@ -26,6 +26,7 @@ from mirrorscope.analysis import (
     detection_windows,
     origin,
     rules_injection,
+    schema,
     sensitive,
     templating,
 )
@@ -134,6 +135,18 @@ def test_network_of_is_cached_per_prefix() -> None:
     assert resolver.network_of("203.0.113.7", ipv4_prefix=16) == "203.0.0.0/16"
     assert resolver.network_of("203.0.113.7") == "203.0.113.0/24"
     assert resolver.network_of("junk") is None
+
+
+def test_dynamic_key_cache_equals_uncached_and_is_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(schema, "_DYNAMIC_KEY_CACHE_ENTRIES", 4)
+    schema._dynamic_key_cache.clear()
+    keys = ["id", "1.0.2", "v2", "2024-01-31", "name", "123", "x" * 80, "a1b2c3", "items"]
+    for key in keys * 2:
+        uncached = templating.typed_kind(key) is not None or \
+            schema._SEMVER.fullmatch(key) is not None
+        assert schema.is_dynamic_key(key) is uncached
+        assert len(schema._dynamic_key_cache) <= 4
+    assert "x" * 80 not in schema._dynamic_key_cache  # long keys are not kept
 
 
 def test_last_resolved_origin_is_reused_only_for_the_same_request() -> None:
